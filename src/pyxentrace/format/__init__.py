@@ -1,0 +1,1 @@
+"""Pure data and pure functions shared by every stage: event catalog, record header, layouts."""
