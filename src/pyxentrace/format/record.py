@@ -58,7 +58,9 @@ def unpack_header(word: int) -> Header:
     )
 
 
-def encode_record(event: int, words: tuple[int, ...] | list[int] = (), tsc: int | None = None) -> bytes:
+def encode_record(
+    event: int, words: tuple[int, ...] | list[int] = (), tsc: int | None = None
+) -> bytes:
     """Bytes of one record: header, optional 64-bit TSC, payload words (each taken mod 2**32)."""
     hdr = pack_header(event, len(words), tsc is not None)
     out = struct.pack("<I", hdr)

@@ -1,11 +1,11 @@
 """Any xentrace file (ours or a real Xen's) into time-ordered columnar batches."""
 
 from .batch import (
+    COLUMNS,
     FLAG_LATE,
     FLAG_NO_TSC_YET,
     FLAG_TSC_BACKWARDS,
     FLAG_UNTIMED,
-    COLUMNS,
     RecordBatch,
 )
 from .core import TraceReader, read

@@ -21,11 +21,11 @@ import numpy as np
 from ..errors import XentraceError
 from . import scan as S
 from .batch import COLUMNS, RecordBatch
-from .merge_kernel import compact_rest, gather_rows, mark_late, merge_order
+from .merge_kernel import mark_late, merge_emit
 from .prescan import prescan_windows
 from .report import Anomaly, ReadReport, describe
 
-DEFAULT_BATCH_ROWS = 1 << 20
+DEFAULT_BATCH_ROWS = 1 << 18
 DEFAULT_REORDER_WINDOW_S = 2.0
 MAX_PENDING_ROWS = 8 << 20
 MAX_KEPT_ANOMALIES = 1000
@@ -52,8 +52,15 @@ class _Pending:
 
     def tail(self) -> tuple[np.ndarray, ...]:
         b, n = self.b, self.n
-        return (b.offset[n:], b.cpu[n:], b.tsc[n:], b.flags[n:], b.event[n:], b.nwords[n:],
-                b.words[n:])
+        return (
+            b.offset[n:],
+            b.cpu[n:],
+            b.tsc[n:],
+            b.flags[n:],
+            b.event[n:],
+            b.nwords[n:],
+            b.words[n:],
+        )
 
 
 class TraceReader:
@@ -188,6 +195,7 @@ class TraceReader:
     def _init_state(self, file_words: int, active_end: np.ndarray | None) -> None:
         self._st = S.new_state(file_words)
         self._last_tsc = np.zeros(S.MAX_CPUS, dtype=np.uint64)
+        self._first_tsc = np.zeros(S.MAX_CPUS, dtype=np.uint64)
         self._has_tsc = np.zeros(S.MAX_CPUS, dtype=np.uint8)
         self._counters = np.zeros(S.C_NCOUNTERS, dtype=np.int64)
         self._anom = np.zeros((MAX_KEPT_ANOMALIES, 4), dtype=np.int64)
@@ -213,16 +221,37 @@ class TraceReader:
             start = p.n
             tail = p.tail()
             status, n, used = S.scan(
-                w, base, eof, self._st, self._last_tsc, self._has_tsc, self._counters,
-                self._anom, self._keys, self._counts, self._nbytes, self._table_used,
+                w,
+                base,
+                eof,
+                self._st,
+                self._last_tsc,
+                self._first_tsc,
+                self._has_tsc,
+                self._counters,
+                self._anom,
+                self._keys,
+                self._counts,
+                self._nbytes,
+                self._table_used,
                 *(t[:room] for t in tail),
             )
             self._table_used = used
             p.n += n
             if n and self._have_emitted:
                 self._late += mark_late(
-                    p.b.tsc, p.b.flags, p.b.cpu, p.b.offset, start, p.n, self._emitted_upto,
-                    True, S.FLAG_LATE, self._anom, self._counters, S.C_ANOMALIES, S.A_LATE,
+                    p.b.tsc,
+                    p.b.flags,
+                    p.b.cpu,
+                    p.b.offset,
+                    start,
+                    p.n,
+                    self._emitted_upto,
+                    S.FLAG_LATE,
+                    self._anom,
+                    self._counters,
+                    S.C_ANOMALIES,
+                    S.A_LATE,
                 )
             if n:
                 mx = p.b.tsc[start : p.n].max()
@@ -230,7 +259,8 @@ class TraceReader:
                     self._max_seen = mx
             if status == S.RET_TABLE_FULL:
                 self._keys, self._counts, self._nbytes = S.grow_table(
-                    self._keys, self._counts, self._nbytes)
+                    self._keys, self._counts, self._nbytes
+                )
                 continue
             return status
 
@@ -246,7 +276,7 @@ class TraceReader:
         return m if m > floor else floor
 
     def _merge(self, final: bool) -> Iterator[RecordBatch]:
-        p = self.pending = self._pending
+        p = self._pending
         if p.n == 0:
             return
         if not self.ordered:
@@ -255,28 +285,49 @@ class TraceReader:
             yield out
             return
         wm = _U64_MAX if final else self._watermark()
-        b = p.b
-        take, nt = merge_order(b.cpu, b.tsc, b.offset, p.n, wm, final)
-        if not final and p.n - nt > MAX_PENDING_ROWS:
+        out = self._emit(wm)
+        if not final and p.n > MAX_PENDING_ROWS:
             # memory bound: emit the oldest rows even though a pCPU may still be behind
-            wm = np.partition(b.tsc[: p.n], p.n - MAX_PENDING_ROWS // 2)[
-                p.n - MAX_PENDING_ROWS // 2]
-            take, nt = merge_order(b.cpu, b.tsc, b.offset, p.n, wm, False)
-        if nt:
-            out = RecordBatch.empty(nt)
-            gather_rows(take, nt, b.offset, b.cpu, b.tsc, b.flags, b.event, b.nwords, b.words,
-                        out.offset, out.cpu, out.tsc, out.flags, out.event, out.nwords,
-                        out.words)
-            last = out.tsc.max()
-            if not self._have_emitted or last > self._emitted_upto:
-                self._emitted_upto = last
-            self._have_emitted = True
-            p.n = compact_rest(take, nt, p.n, b.offset, b.cpu, b.tsc, b.flags, b.event,
-                               b.nwords, b.words)
+            k = p.n - MAX_PENDING_ROWS // 2
+            wm = np.partition(p.b.tsc[: p.n], k)[k]
+            more = self._emit(wm)
+            out = more if out is None else RecordBatch.concat([out, more])
         if p.n + self.batch_rows > p.capacity:
             p.grow(max(p.capacity * 2, p.n + self.batch_rows))
-        if nt:
+        if out is not None:
             yield out
+
+    def _emit(self, wm: np.uint64) -> RecordBatch | None:
+        p = self._pending
+        b = p.b
+        out = RecordBatch.empty(p.n)
+        nt, kept = merge_emit(
+            p.n,
+            wm,
+            b.offset,
+            b.cpu,
+            b.tsc,
+            b.flags,
+            b.event,
+            b.nwords,
+            b.words,
+            out.offset,
+            out.cpu,
+            out.tsc,
+            out.flags,
+            out.event,
+            out.nwords,
+            out.words,
+        )
+        p.n = kept
+        if nt == 0:
+            return None
+        out = out.take(slice(0, nt))
+        last = out.tsc.max()
+        if not self._have_emitted or last > self._emitted_upto:
+            self._emitted_upto = last
+        self._have_emitted = True
+        return out
 
     def _finish_stats(self) -> None:
         r = self.report
@@ -304,8 +355,10 @@ class TraceReader:
         r.volume_keys = self._keys[used].copy()
         r.volume_counts = self._counts[used].copy()
         r.volume_bytes = self._nbytes[used].copy()
-        if self._has_tsc.any():
-            r.last_tsc = int(self._last_tsc[self._has_tsc.astype(bool)].max())
+        timed = self._has_tsc.astype(bool)
+        if timed.any():
+            r.first_tsc = int(self._first_tsc[timed].min())
+            r.last_tsc = int(self._last_tsc[timed].max())
 
 
 def read(path: str | os.PathLike, **kw) -> tuple[RecordBatch, ReadReport]:

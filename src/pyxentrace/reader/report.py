@@ -24,8 +24,10 @@ class Anomaly:
 def describe(code: int, a: int, b: int) -> str:
     """The one-line message for an anomaly code and its two arguments."""
     if code == S.A_BAD_WINDOW_HEADER:
-        return (f"expected a CPU_CHANGE window header {S.CPU_CHANGE_HEADER:#010x}, "
-                f"found {a & 0xFFFFFFFF:#010x}")
+        return (
+            f"expected a CPU_CHANGE window header {S.CPU_CHANGE_HEADER:#010x}, "
+            f"found {a & 0xFFFFFFFF:#010x}"
+        )
     if code == S.A_WINDOW_SIZE:
         return f"window header with an impossible byte count {a} (not a multiple of 4 or > 1 GiB)"
     if code == S.A_CPU_RANGE:
@@ -33,13 +35,16 @@ def describe(code: int, a: int, b: int) -> str:
     if code == S.A_WINDOW_PAST_EOF:
         return f"window claims {a} bytes but only {max(b, 0)} remain before end of file"
     if code == S.A_RECORD_OVERRUNS_WINDOW:
-        return (f"record of {a} bytes does not fit its window ({b} bytes left); "
-                f"rest of window skipped")
+        return (
+            f"record of {a} bytes does not fit its window ({b} bytes left); rest of window skipped"
+        )
     if code == S.A_TRUNCATED:
         return f"file ends inside a record or window: expected {a} bytes, {b} available"
     if code == S.A_GARBAGE_HEADER:
-        return (f"garbage record header {a & 0xFFFFFFFF:#010x} (event class must have exactly "
-                f"one bit set); record skipped")
+        return (
+            f"garbage record header {a & 0xFFFFFFFF:#010x} (event class must have exactly "
+            f"one bit set); record skipped"
+        )
     if code == S.A_TSC_BACKWARDS:
         return f"TSC goes backwards on pCPU {a} by {b} cycles"
     if code == S.A_CPU_CHANGE_IN_WINDOW:
@@ -47,8 +52,10 @@ def describe(code: int, a: int, b: int) -> str:
     if code == S.A_RESYNC:
         return f"skipped {a} bytes looking for the next window header"
     if code == S.A_LATE:
-        return (f"record on pCPU {a} arrived {b} cycles later than the reorder window "
-                f"allows; emitted out of time order and flagged late")
+        return (
+            f"record on pCPU {a} arrived {b} cycles later than the reorder window "
+            f"allows; emitted out of time order and flagged late"
+        )
     if code == S.A_TRAILING_BYTES:
         return f"{a} trailing bytes after the last whole word"
     return f"anomaly {code} ({a}, {b})"
@@ -96,7 +103,6 @@ class ReadReport:
             return []
         rows = [
             (int(k) >> 28, int(k) & 0x0FFFFFFF, int(c), int(b))
-            for k, c, b in zip(self.volume_keys, self.volume_counts, self.volume_bytes,
-                               strict=True)
+            for k, c, b in zip(self.volume_keys, self.volume_counts, self.volume_bytes, strict=True)
         ]
         return sorted(rows)

@@ -150,8 +150,26 @@ def _popcount12(x):
 
 @njit(cache=True)
 def scan(
-    w, base, eof, st, last_tsc, has_tsc, counters, anom, keys, counts, nbytes, table_used,
-    o_off, o_cpu, o_tsc, o_flags, o_event, o_nw, o_words,
+    w,
+    base,
+    eof,
+    st,
+    last_tsc,
+    first_tsc,
+    has_tsc,
+    counters,
+    anom,
+    keys,
+    counts,
+    nbytes,
+    table_used,
+    o_off,
+    o_cpu,
+    o_tsc,
+    o_flags,
+    o_event,
+    o_nw,
+    o_words,
 ):
     """Scan words ``w`` (absolute word index ``base``..) from ``st[S_POS]``; see module doc.
 
@@ -234,8 +252,9 @@ def scan(
             counters[C_WINDOWS] += 1
             wend = pos + 3 + size // 4
             if file_words >= 0 and wend > file_words:
-                _anomaly(anom, counters, pos * 4, A_WINDOW_PAST_EOF, size,
-                         (file_words - pos - 3) * 4)
+                _anomaly(
+                    anom, counters, pos * 4, A_WINDOW_PAST_EOF, size, (file_words - pos - 3) * 4
+                )
             st[S_IN_WINDOW] = 1
             st[S_WIN_CPU] = cpu
             st[S_WIN_END] = wend
@@ -260,8 +279,7 @@ def scan(
         timed = (h >> 31) & 1
         size = 1 + 2 * timed + nw
         if pos + size > wend:
-            _anomaly(anom, counters, pos * 4, A_RECORD_OVERRUNS_WINDOW, size * 4,
-                     (wend - pos) * 4)
+            _anomaly(anom, counters, pos * 4, A_RECORD_OVERRUNS_WINDOW, size * 4, (wend - pos) * 4)
             counters[C_SKIPPED_BYTES] += (wend - pos) * 4
             pos = wend
             st[S_IN_WINDOW] = 0
@@ -292,8 +310,11 @@ def scan(
             if has_tsc[cpu] and tsc < last_tsc[cpu]:
                 flags |= FLAG_TSC_BACKWARDS
                 counters[C_TSC_BACKWARDS] += 1
-                _anomaly(anom, counters, pos * 4, A_TSC_BACKWARDS, cpu,
-                         np.int64(last_tsc[cpu] - tsc))
+                _anomaly(
+                    anom, counters, pos * 4, A_TSC_BACKWARDS, cpu, np.int64(last_tsc[cpu] - tsc)
+                )
+            if not has_tsc[cpu]:
+                first_tsc[cpu] = tsc
             last_tsc[cpu] = tsc
             has_tsc[cpu] = 1
         else:
