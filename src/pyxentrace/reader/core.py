@@ -88,6 +88,7 @@ class TraceReader:
         self._stdin = stdin
         self.report = ReadReport(path=self.path)
         self._consumed = False
+        self._extra_anoms: list[tuple[int, int, int, int]] = []
 
     # ---- public -------------------------------------------------------------------------
     def batches(self) -> Iterator[RecordBatch]:
@@ -207,7 +208,6 @@ class TraceReader:
         self._have_emitted = False
         self._max_seen = np.uint64(0)
         self._late = 0
-        self._extra_anoms: list[tuple[int, int, int, int]] = []
 
     def _add_anomaly(self, off: int, code: int, a: int, b: int) -> None:
         self._extra_anoms.append((off, code, a, b))
@@ -272,7 +272,9 @@ class TraceReader:
         active = self._active_end > pos_bytes
         if not active.any():
             return _U64_MAX
+        # rows at exactly a pCPU's latest TSC may still tie with rows not read yet: wait
         m = self._last_tsc[active].min()
+        m = m - np.uint64(1) if m > 0 else m
         return m if m > floor else floor
 
     def _merge(self, final: bool) -> Iterator[RecordBatch]:

@@ -1,0 +1,1 @@
+"""Text rendering for the CLI (rich tables, bulk line formatting)."""
