@@ -2,8 +2,10 @@
 
     python benchmarks/bench_reader.py [TRACE] [--repeat 3]
 
-Without TRACE, generates benchmarks/data/bench20m.bin (20M records) first. Each measurement
-runs in a fresh subprocess (warm page cache, numba cache warm) so peak RSS is its own.
+Without TRACE, generates benchmarks/data/bench20m.bin (20M records, ~420 MB) first; with
+--big, bench200m.bin (200M records, ~4.2 GB) to show that peak RSS does not grow with size.
+Each measurement runs in a fresh subprocess (warm page cache and numba cache) so peak RSS is
+its own.
 """
 
 from __future__ import annotations
@@ -54,11 +56,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trace", nargs="?")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="use a 200M-record (~4.2 GB) trace to show memory stays bounded",
+    )
     a = ap.parse_args()
-    path = a.trace or os.path.join(HERE, "data", "bench20m.bin")
+    n = 200_000_000 if a.big else 20_000_000
+    path = a.trace or os.path.join(HERE, "data", f"bench{n // 1_000_000}m.bin")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        subprocess.run([sys.executable, os.path.join(HERE, "gen_trace.py"), path], check=True)
+        subprocess.run(
+            [sys.executable, os.path.join(HERE, "gen_trace.py"), path, "--records", str(n)],
+            check=True,
+        )
     size = os.path.getsize(path)
     measure(path, "unordered", 1)  # warm the page cache and numba's cache
     print(f"trace: {path} ({size / 1e6:,.0f} MB)")

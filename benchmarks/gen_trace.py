@@ -47,9 +47,9 @@ BLOCK = BLOCK_PV + len(SCHED)
 
 
 def cpu_stream(
-    rng, cpu: int, nrec: int, tsc_hz: float, rate: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (words uint32, record start word index, record tsc) for one pCPU."""
+    rng, cpu: int, nrec: int, tsc_hz: float, rate: float, tsc0: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (words uint32, record start word index, record tsc) for one pCPU segment."""
     nblocks = max(1, nrec // BLOCK)
     nrec = nblocks * BLOCK
     w = np.array([t[0] for t in PV_TYPES])
@@ -67,7 +67,7 @@ def cpu_stream(
     total = int(start[-1] + size[-1])
     out = rng.integers(0, 1 << 32, size=total, dtype=np.uint64).astype(np.uint32)
     gaps = rng.exponential(tsc_hz / rate, size=nrec).astype(np.uint64) + np.uint64(1)
-    tsc = np.uint64(1_000_000) + np.cumsum(gaps)
+    tsc = np.uint64(tsc0) + np.cumsum(gaps)
     out[start] = np.uint32(H) | (nw.astype(np.uint32) << np.uint32(28)) | table_ev[kinds]
     out[start + 1] = (tsc & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     out[start + 2] = (tsc >> np.uint64(32)).astype(np.uint32)
@@ -101,6 +101,9 @@ def cpu_stream(
     return out, start, tsc
 
 
+SEGMENT = 4_000_000  # records per pCPU generated at a time: memory stays bounded
+
+
 def generate(
     path: str,
     records: int,
@@ -110,28 +113,44 @@ def generate(
     poll_s: float = 0.1,
     rate: float = 400_000.0,
 ) -> dict:
+    """Write the trace in segments; windows are cut at poll-period boundaries."""
     rng = np.random.default_rng(seed)
-    streams = [cpu_stream(rng, c, records // pcpus, tsc_hz, rate) for c in range(pcpus)]
-    period = np.uint64(int(poll_s * tsc_hz))
-    t_end = max(int(s[2][-1]) for s in streams)
-    npass = t_end // int(period) + 2
+    period = int(poll_s * tsc_hz)
+    per_cpu = records // pcpus
+    tsc0 = [1_000_000] * pcpus
+    done = [0] * pcpus
     nrec = 0
     with open(path, "wb") as f:
-        cuts = []
-        for words, start, tsc in streams:
-            idx = np.searchsorted(tsc, np.arange(npass + 1, dtype=np.uint64) * period)
-            wpos = np.append(start, words.shape[0])[idx]
-            cuts.append(wpos)
-            nrec += start.shape[0]
-        for p in range(npass):
-            for c, (words, _start, _tsc) in enumerate(streams):
-                a, b = int(cuts[c][p]), int(cuts[c][p + 1])
-                if b <= a:
+        while min(done) < per_cpu:
+            streams = []
+            for c in range(pcpus):
+                n = min(SEGMENT, per_cpu - done[c])
+                streams.append(cpu_stream(rng, c, n, tsc_hz, rate, tsc0[c]) if n > 0 else None)
+            live = [s for s in streams if s is not None]
+            lo = min(int(s[2][0]) for s in live) // period
+            hi = max(int(s[2][-1]) for s in live) // period + 1
+            edges = np.arange(lo, hi + 1, dtype=np.uint64) * np.uint64(period)
+            cuts = []
+            for s in streams:
+                if s is None:
+                    cuts.append(None)
                     continue
-                hdrw = np.array([0x2001F003, c, (b - a) * 4], dtype=np.uint32)
-                f.write(hdrw.tobytes())
-                f.write(words[a:b].tobytes())
-    return {"records": nrec, "pcpus": pcpus, "passes": npass}
+                words, start, tsc = s
+                cuts.append(np.append(start, words.shape[0])[np.searchsorted(tsc, edges)])
+            for p in range(len(edges) - 1):
+                for c, s in enumerate(streams):
+                    if s is None:
+                        continue
+                    a, b = int(cuts[c][p]), int(cuts[c][p + 1])
+                    if b > a:
+                        f.write(np.array([0x2001F003, c, (b - a) * 4], np.uint32).tobytes())
+                        f.write(s[0][a:b].tobytes())
+            for c, s in enumerate(streams):
+                if s is not None:
+                    tsc0[c] = int(s[2][-1])
+                    done[c] += s[1].shape[0]
+                    nrec += s[1].shape[0]
+    return {"records": nrec, "pcpus": pcpus}
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from ..errors import XentraceError
 from . import scan as S
 from .batch import COLUMNS, RecordBatch
 from .merge_kernel import mark_late, merge_emit
-from .prescan import prescan_windows
+from .prescan import PRESCAN_END, PRESCAN_OK, prescan_windows
 from .report import Anomaly, ReadReport, describe
 
 DEFAULT_BATCH_ROWS = 1 << 18
@@ -30,6 +30,7 @@ DEFAULT_REORDER_WINDOW_S = 2.0
 MAX_PENDING_ROWS = 8 << 20
 MAX_KEPT_ANOMALIES = 1000
 STREAM_CHUNK = 16 << 20
+RELEASE_BYTES = 64 << 20  # give mapped file pages back to the kernel every this many bytes
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -125,9 +126,7 @@ class TraceReader:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             w = np.frombuffer(mm, dtype="<u4", count=nwords)
-            last_end = np.zeros(S.MAX_CPUS, dtype=np.int64)
-            stop = prescan_windows(w, last_end)
-            active_end = last_end if stop == nwords * 4 else None
+            active_end = self._prescan(mm, w)
             self._init_state(nwords, active_end)
             released = 0
             while True:
@@ -135,7 +134,7 @@ class TraceReader:
                 yield from self._merge(final=status == S.RET_EOF)
                 pos_bytes = int(self._st[S.S_POS]) * 4
                 floor = (pos_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
-                if floor - released >= (64 << 20):
+                if floor - released >= RELEASE_BYTES:
                     mm.madvise(mmap.MADV_DONTNEED, 0, floor)
                     released = floor
                 if status == S.RET_EOF:
@@ -147,6 +146,18 @@ class TraceReader:
                 mm.close()
             except BufferError:
                 pass
+
+    @staticmethod
+    def _prescan(mm: mmap.mmap, w: np.ndarray) -> np.ndarray | None:
+        """Where each pCPU's last window ends, or None if the headers are not all sound."""
+        last_end = np.zeros(S.MAX_CPUS, dtype=np.int64)
+        pos, step = 0, RELEASE_BYTES // 4
+        while True:
+            pos, status = prescan_windows(w, last_end, pos, pos + step)
+            # the walk faults pages in around every header: give them back as we go
+            mm.madvise(mmap.MADV_DONTNEED, 0, (pos * 4 // mmap.PAGESIZE) * mmap.PAGESIZE)
+            if status != PRESCAN_OK:
+                return last_end if status == PRESCAN_END else None
 
     def _run_stream(self, f: BinaryIO) -> Iterator[RecordBatch]:
         self._init_state(-1, None)
