@@ -1,7 +1,8 @@
 """The streaming reader: file or stdin -> time-ordered ``RecordBatch`` es with a report.
 
-Pipeline per round: the compiled scan fills pending rows (file order) up to a batch size; the
-merger emits, in time order, every pending row at or below a watermark; the rest waits.
+Pipeline: the compiled scan fills a buffer with up to a batch of rows in file order (for a
+regular file in a thread of its own, so scanning and merging use two cores); the compiled
+merger emits, in time order, every held or new row at or below a watermark; the rest is held.
 The watermark is the smallest latest-TSC over pCPUs that still have windows ahead (known from
 a header pre-scan of regular files), and never less than ``max TSC seen - reorder window``.
 A row older than what was already emitted is flagged late and counted.
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import mmap
 import os
+import queue
 import stat
 import sys
+import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -34,34 +37,30 @@ RELEASE_BYTES = 64 << 20  # give mapped file pages back to the kernel every this
 _U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-class _Pending:
-    """Row storage in file order: the scan writes after ``n``; the merger compacts."""
+class _Held:
+    """Rows held back by the merger (file order), compacted to the front after each merge."""
 
     def __init__(self, capacity: int):
         self.b = RecordBatch.empty(capacity)
         self.n = 0
 
-    @property
-    def capacity(self) -> int:
-        return len(self.b)
-
-    def grow(self, capacity: int) -> None:
-        nb = RecordBatch.empty(capacity)
+    def reserve(self, capacity: int) -> None:
+        if capacity <= len(self.b):
+            return
+        nb = RecordBatch.empty(max(capacity, 2 * len(self.b)))
         for c in COLUMNS:
             getattr(nb, c)[: self.n] = getattr(self.b, c)[: self.n]
         self.b = nb
 
-    def tail(self) -> tuple[np.ndarray, ...]:
-        b, n = self.b, self.n
-        return (
-            b.offset[n:],
-            b.cpu[n:],
-            b.tsc[n:],
-            b.flags[n:],
-            b.event[n:],
-            b.nwords[n:],
-            b.words[n:],
-        )
+
+class _Scanned(NamedTuple):
+    """One scan result handed from the scanner to the merger."""
+
+    buf: RecordBatch  # rows [0, n) in file order
+    n: int
+    status: int
+    last_tsc: np.ndarray  # per-pCPU latest TSC when this scan ended
+    pos_bytes: int  # scan position when this scan ended
 
 
 class TraceReader:
@@ -79,6 +78,7 @@ class TraceReader:
         reorder_window_s: float = DEFAULT_REORDER_WINDOW_S,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         ordered: bool = True,
+        threads: bool = True,
         stdin: BinaryIO | None = None,
     ):
         self.path = os.fspath(path)
@@ -86,6 +86,7 @@ class TraceReader:
         self.window_cycles = int(reorder_window_s * self.cpu_hz)
         self.batch_rows = max(1, int(batch_rows))
         self.ordered = ordered
+        self.threads = threads
         self._stdin = stdin
         self.report = ReadReport(path=self.path)
         self._consumed = False
@@ -124,24 +125,31 @@ class TraceReader:
             self._finish_stats()
             return
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        w = np.frombuffer(mm, dtype="<u4", count=nwords)
+        stop = threading.Event()
+        q: queue.Queue = queue.Queue(maxsize=2)
+        worker = None
         try:
-            w = np.frombuffer(mm, dtype="<u4", count=nwords)
-            active_end = self._prescan(mm, w)
-            self._init_state(nwords, active_end)
-            released = 0
-            while True:
-                status = self._scan(w, 0, True)
-                yield from self._merge(final=status == S.RET_EOF)
-                pos_bytes = int(self._st[S.S_POS]) * 4
-                floor = (pos_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
-                if floor - released >= RELEASE_BYTES:
-                    mm.madvise(mmap.MADV_DONTNEED, 0, floor)
-                    released = floor
-                if status == S.RET_EOF:
-                    break
-            del w
+            self._init_state(nwords, self._prescan(mm, w))
+            if self.threads:
+                worker = threading.Thread(
+                    target=self._scan_worker, args=(mm, w, q, stop), daemon=True
+                )
+                worker.start()
+                scans = self._from_queue(q)
+            else:
+                scans = self._file_scans(mm, w, stop)
+            yield from self._merge_scans(scans)
         finally:
+            stop.set()
+            if worker is not None:
+                while worker.is_alive():  # unblock a worker waiting on a full queue
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        worker.join(0.01)
             self._finish_stats()
+            del w
             try:
                 mm.close()
             except BufferError:
@@ -159,15 +167,51 @@ class TraceReader:
             if status != PRESCAN_OK:
                 return last_end if status == PRESCAN_END else None
 
+    def _file_scans(self, mm: mmap.mmap, w: np.ndarray, stop: threading.Event):
+        """Scan the whole mapped file, batch by batch, releasing pages behind the scan."""
+        released = 0
+        while not stop.is_set():
+            sc = self._scan_batch(w, 0, True)
+            floor = (sc.pos_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
+            if floor - released >= RELEASE_BYTES:
+                mm.madvise(mmap.MADV_DONTNEED, 0, floor)
+                released = floor
+            yield sc
+            if sc.status == S.RET_EOF:
+                return
+
+    def _scan_worker(self, mm, w, q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for sc in self._file_scans(mm, w, stop):
+                while not stop.is_set():
+                    try:
+                        q.put(sc, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    @staticmethod
+    def _from_queue(q: queue.Queue):
+        while True:
+            sc = q.get()
+            if isinstance(sc, BaseException):
+                raise sc
+            yield sc
+            if sc.status == S.RET_EOF:
+                return
+
     def _run_stream(self, f: BinaryIO) -> Iterator[RecordBatch]:
         self._init_state(-1, None)
-        buf = b""
-        base = 0  # absolute word index of buf[0]
-        eof = False
         total = 0
-        try:
+
+        def scans():
+            nonlocal total
+            buf = b""
+            base = 0  # absolute word index of buf[0]
+            eof = False
             while True:
-                # drop what the scan has passed
                 pos = int(self._st[S.S_POS])
                 drop = min((pos - base) * 4, len(buf))
                 buf = buf[drop:]
@@ -187,18 +231,21 @@ class TraceReader:
                         skip -= d
                 usable = len(buf) - len(buf) % 4
                 if eof and len(buf) % 4:
-                    self._add_anomaly((base * 4) + usable, S.A_TRAILING_BYTES, len(buf) % 4, 0)
+                    self._add_anomaly(base * 4 + usable, S.A_TRAILING_BYTES, len(buf) % 4, 0)
                     buf = buf[:usable]
                 w = np.frombuffer(buf, dtype="<u4", count=usable // 4)
                 if eof:
                     self._st[S.S_FILE_WORDS] = base + w.shape[0]
-                status = self._scan(w, base, eof)
-                while status == S.RET_OUT_FULL or status == S.RET_TABLE_FULL:
-                    yield from self._merge(final=False)
-                    status = self._scan(w, base, eof)
-                yield from self._merge(final=status == S.RET_EOF)
-                if status == S.RET_EOF:
-                    break
+                while True:
+                    sc = self._scan_batch(w, base, eof)
+                    yield sc
+                    if sc.status != S.RET_OUT_FULL:
+                        break
+                if sc.status == S.RET_EOF:
+                    return
+
+        try:
+            yield from self._merge_scans(scans())
         finally:
             self.report.size = total
             self._finish_stats()
@@ -211,9 +258,12 @@ class TraceReader:
         self._has_tsc = np.zeros(S.MAX_CPUS, dtype=np.uint8)
         self._counters = np.zeros(S.C_NCOUNTERS, dtype=np.int64)
         self._anom = np.zeros((MAX_KEPT_ANOMALIES, 4), dtype=np.int64)
+        self._late_counters = np.zeros(S.C_NCOUNTERS, dtype=np.int64)
+        self._late_anom = np.zeros((MAX_KEPT_ANOMALIES, 4), dtype=np.int64)
         self._keys, self._counts, self._nbytes = S.new_table()
         self._table_used = 0
-        self._pending = _Pending(self.batch_rows * 2)
+        self._held = _Held(self.batch_rows * 2)
+        self._free: list[RecordBatch] = []
         self._active_end = active_end
         self._emitted_upto = np.uint64(0)
         self._have_emitted = False
@@ -223,15 +273,15 @@ class TraceReader:
     def _add_anomaly(self, off: int, code: int, a: int, b: int) -> None:
         self._extra_anoms.append((off, code, a, b))
 
-    def _scan(self, w: np.ndarray, base: int, eof: bool) -> int:
-        p = self._pending
+    def _scan_batch(self, w: np.ndarray, base: int, eof: bool) -> _Scanned:
+        """Scan up to ``batch_rows`` rows into a scan buffer (runs in the scanner thread)."""
+        try:
+            buf = self._free.pop()
+        except IndexError:
+            buf = RecordBatch.empty(self.batch_rows)
+        n = 0
         while True:
-            room = min(self.batch_rows, p.capacity - p.n)
-            if room <= 0:
-                return S.RET_OUT_FULL
-            start = p.n
-            tail = p.tail()
-            status, n, used = S.scan(
+            status, got, used = S.scan(
                 w,
                 base,
                 eof,
@@ -245,77 +295,87 @@ class TraceReader:
                 self._counts,
                 self._nbytes,
                 self._table_used,
-                *(t[:room] for t in tail),
+                buf.offset[n:],
+                buf.cpu[n:],
+                buf.tsc[n:],
+                buf.flags[n:],
+                buf.event[n:],
+                buf.nwords[n:],
+                buf.words[n:],
             )
             self._table_used = used
-            p.n += n
-            if n and self._have_emitted:
-                self._late += mark_late(
-                    p.b.tsc,
-                    p.b.flags,
-                    p.b.cpu,
-                    p.b.offset,
-                    start,
-                    p.n,
-                    self._emitted_upto,
-                    S.FLAG_LATE,
-                    self._anom,
-                    self._counters,
-                    S.C_ANOMALIES,
-                    S.A_LATE,
-                )
-            if n:
-                mx = p.b.tsc[start : p.n].max()
-                if mx > self._max_seen:
-                    self._max_seen = mx
+            n += got
             if status == S.RET_TABLE_FULL:
                 self._keys, self._counts, self._nbytes = S.grow_table(
                     self._keys, self._counts, self._nbytes
                 )
                 continue
-            return status
+            break
+        return _Scanned(buf, n, status, self._last_tsc.copy(), int(self._st[S.S_POS]) * 4)
 
-    def _watermark(self) -> np.uint64:
+    def _watermark(self, sc: _Scanned) -> np.uint64:
         floor = self._max_seen - np.uint64(min(self.window_cycles, int(self._max_seen)))
         if self._active_end is None:
             return floor
-        pos_bytes = int(self._st[S.S_POS]) * 4
-        active = self._active_end > pos_bytes
+        active = self._active_end > sc.pos_bytes
         if not active.any():
             return _U64_MAX
         # rows at exactly a pCPU's latest TSC may still tie with rows not read yet: wait
-        m = self._last_tsc[active].min()
+        m = sc.last_tsc[active].min()
         m = m - np.uint64(1) if m > 0 else m
         return m if m > floor else floor
 
-    def _merge(self, final: bool) -> Iterator[RecordBatch]:
-        p = self._pending
-        if p.n == 0:
-            return
-        if not self.ordered:
-            out = RecordBatch(*(getattr(p.b, c)[: p.n].copy() for c in COLUMNS))
-            p.n = 0
-            yield out
-            return
-        wm = _U64_MAX if final else self._watermark()
-        out = self._emit(wm)
-        if not final and p.n > MAX_PENDING_ROWS:
-            # memory bound: emit the oldest rows even though a pCPU may still be behind
-            k = p.n - MAX_PENDING_ROWS // 2
-            wm = np.partition(p.b.tsc[: p.n], k)[k]
-            more = self._emit(wm)
-            out = more if out is None else RecordBatch.concat([out, more])
-        if p.n + self.batch_rows > p.capacity:
-            p.grow(max(p.capacity * 2, p.n + self.batch_rows))
-        if out is not None:
-            yield out
+    def _merge_scans(self, scans) -> Iterator[RecordBatch]:
+        for sc in scans:
+            final = sc.status == S.RET_EOF
+            if not self.ordered:
+                if sc.n:
+                    yield sc.buf.take(slice(0, sc.n))  # the buffer is not reused
+                continue
+            new = sc.buf
+            if sc.n:
+                if self._have_emitted:
+                    self._late += mark_late(
+                        new.tsc,
+                        new.flags,
+                        new.cpu,
+                        new.offset,
+                        0,
+                        sc.n,
+                        self._emitted_upto,
+                        S.FLAG_LATE,
+                        self._late_anom,
+                        self._late_counters,
+                        S.C_ANOMALIES,
+                        S.A_LATE,
+                    )
+                mx = new.tsc[: sc.n].max()
+                if mx > self._max_seen:
+                    self._max_seen = mx
+            wm = _U64_MAX if final else self._watermark(sc)
+            out = self._emit(new, sc.n, wm)
+            self._free.append(new)
+            h = self._held
+            if not final and h.n > MAX_PENDING_ROWS:
+                # memory bound: emit the oldest rows even though a pCPU may still be behind
+                k = h.n - MAX_PENDING_ROWS // 2
+                wm = np.partition(h.b.tsc[: h.n], k)[k]
+                more = self._emit(RecordBatch.empty(0), 0, wm)
+                out = more if out is None else RecordBatch.concat([out, more])
+            if out is not None:
+                yield out
 
-    def _emit(self, wm: np.uint64) -> RecordBatch | None:
-        p = self._pending
-        b = p.b
-        out = RecordBatch.empty(p.n)
+    def _emit(self, new: RecordBatch, nn: int, wm: np.uint64) -> RecordBatch | None:
+        h = self._held
+        h.reserve(h.n + nn)
+        b = h.b
+        if nn:
+            for c in COLUMNS:
+                getattr(b, c)[h.n : h.n + nn] = getattr(new, c)[:nn]
+            h.n += nn
+        out = RecordBatch.empty(h.n)
         nt, kept = merge_emit(
-            p.n,
+            h.n,
             wm,
             b.offset,
             b.cpu,
@@ -332,7 +392,7 @@ class TraceReader:
             out.nwords,
             out.words,
         )
-        p.n = kept
+        h.n = kept
         if nt == 0:
             return None
         out = out.take(slice(0, nt))
@@ -360,10 +420,14 @@ class TraceReader:
         r.tsc_backwards = int(c[S.C_TSC_BACKWARDS])
         r.late_records = self._late
         kept = min(int(c[S.C_ANOMALIES]), MAX_KEPT_ANOMALIES)
+        nlate = int(self._late_counters[S.C_ANOMALIES])
         raw = [tuple(int(x) for x in self._anom[i]) for i in range(kept)] + self._extra_anoms
+        raw += [
+            tuple(int(x) for x in self._late_anom[i]) for i in range(min(nlate, MAX_KEPT_ANOMALIES))
+        ]
         raw.sort(key=lambda t: t[0])
         r.anomalies = [Anomaly(o, code, describe(code, a, b)) for o, code, a, b in raw]
-        r.anomaly_count = int(c[S.C_ANOMALIES]) + len(self._extra_anoms)
+        r.anomaly_count = int(c[S.C_ANOMALIES]) + len(self._extra_anoms) + nlate
         used = self._keys != -1
         r.volume_keys = self._keys[used].copy()
         r.volume_counts = self._counts[used].copy()

@@ -148,7 +148,7 @@ def _popcount12(x):
     return c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def scan(
     w,
     base,

@@ -1,0 +1,1 @@
+"""Tests of the hypervisor model (trace buffers, control operations, PV trace points)."""
