@@ -23,10 +23,12 @@ import numpy as np
 
 from ..errors import XentraceError
 from . import scan as S
-from .batch import COLUMNS, RecordBatch
+from .batch import RecordBatch
 from .merge_kernel import mark_late, merge_emit
 from .prescan import PRESCAN_END, PRESCAN_OK, prescan_windows
 from .report import Anomaly, ReadReport, describe
+from .rows import empty_rows, max_tsc, to_batch
+from .scan import R_TSC
 
 DEFAULT_BATCH_ROWS = 1 << 18
 DEFAULT_REORDER_WINDOW_S = 2.0
@@ -41,22 +43,21 @@ class _Held:
     """Rows held back by the merger (file order), compacted to the front after each merge."""
 
     def __init__(self, capacity: int):
-        self.b = RecordBatch.empty(capacity)
+        self.rows = empty_rows(capacity)
         self.n = 0
 
     def reserve(self, capacity: int) -> None:
-        if capacity <= len(self.b):
+        if capacity <= self.rows.shape[0]:
             return
-        nb = RecordBatch.empty(max(capacity, 2 * len(self.b)))
-        for c in COLUMNS:
-            getattr(nb, c)[: self.n] = getattr(self.b, c)[: self.n]
-        self.b = nb
+        nr = empty_rows(max(capacity, 2 * self.rows.shape[0]))
+        nr[: self.n] = self.rows[: self.n]
+        self.rows = nr
 
 
 class _Scanned(NamedTuple):
     """One scan result handed from the scanner to the merger."""
 
-    buf: RecordBatch  # rows [0, n) in file order
+    buf: np.ndarray  # rows [0, n) in file order (see rows.py)
     n: int
     status: int
     last_tsc: np.ndarray  # per-pCPU latest TSC when this scan ended
@@ -263,7 +264,8 @@ class TraceReader:
         self._keys, self._counts, self._nbytes = S.new_table()
         self._table_used = 0
         self._held = _Held(self.batch_rows * 2)
-        self._free: list[RecordBatch] = []
+        self._free: list[np.ndarray] = []
+        self._out: np.ndarray | None = None
         self._active_end = active_end
         self._emitted_upto = np.uint64(0)
         self._have_emitted = False
@@ -278,7 +280,7 @@ class TraceReader:
         try:
             buf = self._free.pop()
         except IndexError:
-            buf = RecordBatch.empty(self.batch_rows)
+            buf = empty_rows(self.batch_rows)
         n = 0
         while True:
             status, got, used = S.scan(
@@ -295,13 +297,7 @@ class TraceReader:
                 self._counts,
                 self._nbytes,
                 self._table_used,
-                buf.offset[n:],
-                buf.cpu[n:],
-                buf.tsc[n:],
-                buf.flags[n:],
-                buf.event[n:],
-                buf.nwords[n:],
-                buf.words[n:],
+                buf[n:],
             )
             self._table_used = used
             n += got
@@ -330,72 +326,46 @@ class TraceReader:
             final = sc.status == S.RET_EOF
             if not self.ordered:
                 if sc.n:
-                    yield sc.buf.take(slice(0, sc.n))  # the buffer is not reused
+                    yield to_batch(sc.buf, sc.n)
+                self._free.append(sc.buf)
                 continue
-            new = sc.buf
             if sc.n:
                 if self._have_emitted:
                     self._late += mark_late(
-                        new.tsc,
-                        new.flags,
-                        new.cpu,
-                        new.offset,
-                        0,
+                        sc.buf,
                         sc.n,
                         self._emitted_upto,
-                        S.FLAG_LATE,
                         self._late_anom,
                         self._late_counters,
                         S.C_ANOMALIES,
                         S.A_LATE,
                     )
-                mx = new.tsc[: sc.n].max()
+                mx = max_tsc(sc.buf, sc.n)
                 if mx > self._max_seen:
                     self._max_seen = mx
             wm = _U64_MAX if final else self._watermark(sc)
-            out = self._emit(new, sc.n, wm)
-            self._free.append(new)
+            out = self._emit(sc.buf, sc.n, wm)
+            self._free.append(sc.buf)
             h = self._held
             if not final and h.n > MAX_PENDING_ROWS:
                 # memory bound: emit the oldest rows even though a pCPU may still be behind
                 k = h.n - MAX_PENDING_ROWS // 2
-                wm = np.partition(h.b.tsc[: h.n], k)[k]
-                more = self._emit(RecordBatch.empty(0), 0, wm)
+                wm = np.partition(h.rows[: h.n, R_TSC], k)[k]
+                more = self._emit(sc.buf, 0, wm)
                 out = more if out is None else RecordBatch.concat([out, more])
             if out is not None:
                 yield out
 
-    def _emit(self, new: RecordBatch, nn: int, wm: np.uint64) -> RecordBatch | None:
+    def _emit(self, new: np.ndarray, nn: int, wm: np.uint64) -> RecordBatch | None:
         h = self._held
         h.reserve(h.n + nn)
-        b = h.b
-        if nn:
-            for c in COLUMNS:
-                getattr(b, c)[h.n : h.n + nn] = getattr(new, c)[:nn]
-            h.n += nn
-        out = RecordBatch.empty(h.n)
-        nt, kept = merge_emit(
-            h.n,
-            wm,
-            b.offset,
-            b.cpu,
-            b.tsc,
-            b.flags,
-            b.event,
-            b.nwords,
-            b.words,
-            out.offset,
-            out.cpu,
-            out.tsc,
-            out.flags,
-            out.event,
-            out.nwords,
-            out.words,
-        )
+        if self._out is None or self._out.shape[0] < h.n + nn:
+            self._out = empty_rows(max(h.n + nn, self.batch_rows))
+        nt, kept = merge_emit(h.n, h.rows, nn, new, wm, self._out)
         h.n = kept
         if nt == 0:
             return None
-        out = out.take(slice(0, nt))
+        out = to_batch(self._out, nt)
         last = out.tsc.max()
         if not self._have_emitted or last > self._emitted_upto:
             self._emitted_upto = last

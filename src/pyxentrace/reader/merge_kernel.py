@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .scan import MAX_CPUS
+from .scan import FLAG_LATE, MAX_CPUS, R_META, R_OFFSET, R_TSC
 
 LINEAR_MAX = 16
 
@@ -42,70 +42,28 @@ def _sift_down(h_tsc, h_cpu, h_slot, size, i):
             return
 
 
-@njit(cache=True, inline="always")
-def _copy_row(
-    k,
-    r,
-    s_off,
-    s_cpu,
-    s_tsc,
-    s_flags,
-    s_event,
-    s_nw,
-    s_words,
-    o_off,
-    o_cpu,
-    o_tsc,
-    o_flags,
-    o_event,
-    o_nw,
-    o_words,
-):
-    o_off[k] = s_off[r]
-    o_cpu[k] = s_cpu[r]
-    o_tsc[k] = s_tsc[r]
-    o_flags[k] = s_flags[r]
-    o_event[k] = s_event[r]
-    o_nw[k] = s_nw[r]
-    for j in range(7):
-        o_words[k, j] = s_words[r, j]
-
-
 @njit(cache=True, nogil=True)
-def merge_emit(
-    n,
-    watermark,
-    s_off,
-    s_cpu,
-    s_tsc,
-    s_flags,
-    s_event,
-    s_nw,
-    s_words,
-    o_off,
-    o_cpu,
-    o_tsc,
-    o_flags,
-    o_event,
-    o_nw,
-    o_words,
-):
-    """Emit rows ``0..n-1`` (file order) into the output columns in time order; compact.
+def merge_emit(nl, held, nn, new, watermark, out):
+    """Emit held rows (``held[:nl]``) then new rows (``new[:nn]``), both in file order, into
+    ``out`` in time order; keep the rest at the front of ``held`` (capacity >= nl + nn).
 
     A pCPU stops contributing at its first row above ``watermark`` (the largest uint64 emits
-    everything).
-    Rows not emitted (per pCPU a suffix) are moved to the front of the source columns, in
-    file order. Returns (rows emitted, rows kept).
+    everything); the rows kept are, per pCPU, a suffix, kept in file order.
+    Returns (rows emitted, rows kept).
     """
+    if nn:
+        held[nl : nl + nn] = new[:nn]
+    n = nl + nn
     # runs of consecutive rows on one pCPU, chained per pCPU
     run_start = np.empty(n + 1, dtype=np.int64)
     run_next = np.empty(n + 1, dtype=np.int64)
     head = np.full(MAX_CPUS, -1, dtype=np.int64)
     tail = np.full(MAX_CPUS, -1, dtype=np.int64)
     nruns = 0
+    prev = -1
     for i in range(n):
-        if i == 0 or s_cpu[i] != s_cpu[i - 1]:
-            c = s_cpu[i]
+        c = np.int64(held[i, R_META] & np.uint64(0xFFFF))
+        if c != prev:
             run_start[nruns] = i
             run_next[nruns] = -1
             if head[c] == -1:
@@ -114,6 +72,7 @@ def merge_emit(
                 run_next[tail[c]] = nruns
             tail[c] = nruns
             nruns += 1
+            prev = c
     run_start[nruns] = n
     nslots = 0
     for c in range(MAX_CPUS):
@@ -132,16 +91,15 @@ def merge_emit(
             cur[s] = run_start[head[c]]
             cend[s] = run_start[head[c] + 1]
             s += 1
-    # live slots: head row at or below the watermark
     live = np.empty(nslots, dtype=np.int64)
     h_tsc = np.empty(nslots, dtype=np.uint64)
     h_cpu = np.empty(nslots, dtype=np.int64)
     nlive = 0
     for s in range(nslots):
         r = cur[s]
-        if s_tsc[r] <= watermark:
+        if held[r, R_TSC] <= watermark:
             live[nlive] = s
-            h_tsc[nlive] = s_tsc[r]
+            h_tsc[nlive] = held[r, R_TSC]
             h_cpu[nlive] = slot_cpu[s]
             nlive += 1
         else:
@@ -161,30 +119,26 @@ def merge_emit(
                 mc = c if b else mc
             s = live[m]
             r = cur[s]
-            o_off[k] = s_off[r]
-            o_cpu[k] = s_cpu[r]
-            o_tsc[k] = s_tsc[r]
-            o_flags[k] = s_flags[r]
-            o_event[k] = s_event[r]
-            o_nw[k] = s_nw[r]
-            for j in range(7):
-                o_words[k, j] = s_words[r, j]
+            for j in range(8):
+                out[k, j] = held[r, j]
             k += 1
             r += 1
             if r == cend[s]:
                 nr = run_next[crun[s]]
                 if nr == -1:
-                    r = -1
-                else:
-                    crun[s] = nr
-                    r = run_start[nr]
-                    cend[s] = run_start[nr + 1]
-            if r != -1 and s_tsc[r] <= watermark:
+                    nlive -= 1
+                    live[m] = live[nlive]
+                    h_tsc[m] = h_tsc[nlive]
+                    h_cpu[m] = h_cpu[nlive]
+                    continue
+                crun[s] = nr
+                r = run_start[nr]
+                cend[s] = run_start[nr + 1]
+            if held[r, R_TSC] <= watermark:
                 cur[s] = r
-                h_tsc[m] = s_tsc[r]
+                h_tsc[m] = held[r, R_TSC]
             else:
-                if r != -1:
-                    stop[s] = r
+                stop[s] = r
                 nlive -= 1
                 live[m] = live[nlive]
                 h_tsc[m] = h_tsc[nlive]
@@ -195,14 +149,8 @@ def merge_emit(
         while nlive > 0:
             s = live[0]
             r = cur[s]
-            o_off[k] = s_off[r]
-            o_cpu[k] = s_cpu[r]
-            o_tsc[k] = s_tsc[r]
-            o_flags[k] = s_flags[r]
-            o_event[k] = s_event[r]
-            o_nw[k] = s_nw[r]
-            for j in range(7):
-                o_words[k, j] = s_words[r, j]
+            for j in range(8):
+                out[k, j] = held[r, j]
             k += 1
             r += 1
             if r == cend[s]:
@@ -213,9 +161,9 @@ def merge_emit(
                     crun[s] = nr
                     r = run_start[nr]
                     cend[s] = run_start[nr + 1]
-            if r != -1 and s_tsc[r] <= watermark:
+            if r != -1 and held[r, R_TSC] <= watermark:
                 cur[s] = r
-                h_tsc[0] = s_tsc[r]
+                h_tsc[0] = held[r, R_TSC]
             else:
                 if r != -1:
                     stop[s] = r
@@ -233,45 +181,29 @@ def merge_emit(
             first = stop[s]
     m = 0
     for r in range(first, n):
-        if r < stop_of[s_cpu[r]]:
+        if r < stop_of[np.int64(held[r, R_META] & np.uint64(0xFFFF))]:
             continue
-        _copy_row(
-            m,
-            r,
-            s_off,
-            s_cpu,
-            s_tsc,
-            s_flags,
-            s_event,
-            s_nw,
-            s_words,
-            s_off,
-            s_cpu,
-            s_tsc,
-            s_flags,
-            s_event,
-            s_nw,
-            s_words,
-        )
+        for j in range(8):
+            held[m, j] = held[r, j]
         m += 1
     return k, m
 
 
 @njit(cache=True, nogil=True)
-def mark_late(
-    s_tsc, s_flags, s_cpu, s_off, start, n, emitted_upto, late_flag, anom, counters, c_anom, code
-):
-    """Flag rows ``start..n-1`` whose TSC is below what was already emitted; count them."""
+def mark_late(rows, n, emitted_upto, anom, counters, c_anom, code):
+    """Flag rows ``0..n-1`` whose TSC is below what was already emitted; count them."""
     late = 0
-    for r in range(start, n):
-        if s_tsc[r] < emitted_upto:
-            s_flags[r] |= late_flag
+    flag = np.uint64(FLAG_LATE) << np.uint64(16)
+    for r in range(n):
+        t = rows[r, R_TSC]
+        if t < emitted_upto:
+            rows[r, R_META] |= flag
             late += 1
             a = counters[c_anom]
             if a < anom.shape[0]:
-                anom[a, 0] = s_off[r]
+                anom[a, 0] = np.int64(rows[r, R_OFFSET])
                 anom[a, 1] = code
-                anom[a, 2] = s_cpu[r]
-                anom[a, 3] = np.int64(emitted_upto - s_tsc[r])
+                anom[a, 2] = np.int64(rows[r, R_META] & np.uint64(0xFFFF))
+                anom[a, 3] = np.int64(emitted_upto - t)
             counters[c_anom] = a + 1
     return late

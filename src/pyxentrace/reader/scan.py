@@ -63,6 +63,24 @@ C_TSC_BACKWARDS = 10
 C_BYTES = 11
 C_NCOUNTERS = 16
 
+# internal row layout: 8 x uint64 = one cache line per record (see rows.py)
+R_TSC = 0
+R_OFFSET = 1
+R_META = 2  # cpu bits 0-15, flags 16-23, nwords 24-31, event 32-59
+R_WORDS = 3  # payload words, two per slot (low word first), slots 3..6
+ROW_SLOTS = 8
+
+
+@njit(cache=True, inline="always")
+def pack_meta(cpu, flags, nw, event):
+    return (
+        np.uint64(cpu)
+        | (np.uint64(flags) << np.uint64(16))
+        | (np.uint64(nw) << np.uint64(24))
+        | (np.uint64(event) << np.uint64(32))
+    )
+
+
 RET_NEED_DATA = 0
 RET_OUT_FULL = 1
 RET_EOF = 2
@@ -163,19 +181,13 @@ def scan(
     counts,
     nbytes,
     table_used,
-    o_off,
-    o_cpu,
-    o_tsc,
-    o_flags,
-    o_event,
-    o_nw,
-    o_words,
+    o_rows,
 ):
     """Scan words ``w`` (absolute word index ``base``..) from ``st[S_POS]``; see module doc.
 
     Returns (status, rows written, table entries in use).
     """
-    cap = o_off.shape[0]
+    cap = o_rows.shape[0]
     end = base + w.shape[0]
     file_words = st[S_FILE_WORDS]
     tmask_limit = keys.shape[0] // 2
@@ -332,14 +344,14 @@ def scan(
             pos += size
             continue
         p = pos + 1 + 2 * timed - base
-        o_off[n] = pos * 4
-        o_cpu[n] = cpu
-        o_tsc[n] = tsc
-        o_flags[n] = flags
-        o_event[n] = event
-        o_nw[n] = nw
-        for j in range(7):
-            o_words[n, j] = w[p + j] if j < nw else 0
+        o_rows[n, R_TSC] = tsc
+        o_rows[n, R_OFFSET] = np.uint64(pos * 4)
+        o_rows[n, R_META] = pack_meta(cpu, flags, nw, event)
+        for j in range(3):
+            lo = np.uint64(w[p + 2 * j]) if 2 * j < nw else np.uint64(0)
+            hi = np.uint64(w[p + 2 * j + 1]) if 2 * j + 1 < nw else np.uint64(0)
+            o_rows[n, R_WORDS + j] = lo | (hi << np.uint64(32))
+        o_rows[n, R_WORDS + 3] = np.uint64(w[p + 6]) if nw == 7 else np.uint64(0)
         if event == EV_LOST:
             counters[C_LOST_ROWS] += 1
             if nw >= 1:
