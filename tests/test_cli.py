@@ -101,7 +101,7 @@ def test_dump_lines(data_dir):
     p = run("dump", "--cpu-hz", 2.4e9, data_dir / "real-xen417-pvdom0.bin")
     assert p.returncode == 0
     lines = p.stdout.decode().splitlines()
-    assert len(lines) == 611_884
-    times = [float(x.split()[0]) for x in lines[:2000]]
+    assert len(lines) == 611_884  # every record but the 93 window headers and 10 wrap records
+    times = [float(x.split()[0]) for x in lines[:5000]]
     assert times == sorted(times)
-    assert lines[0].split()[1] in ("p0", "p1")
+    assert {x.split()[1] for x in lines[:5000]} == {"p0", "p1"}

@@ -109,25 +109,14 @@ def report_anomalies(path: str, report, damaged: bool, quiet: bool = False) -> N
     warn(line, quiet)
 
 
-@main.command()
-@trace_argument
-@cpu_hz_option
-@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
-@guarded
-def dump(trace: str, cpu_hz: float | None, quiet: bool) -> None:
-    """One line per record in time order: time, pCPU, event name, payload words."""
-    from .reader import TraceReader
-    from .render.dump_raw import write_raw_dump
+def _register() -> None:
+    from .analysis.cli_commands import dump_cmd, summary_cmd
 
-    clock = clock_for(trace, cpu_hz, quiet)
-    rd = TraceReader(trace, cpu_hz=clock.hz)
-    out = sys.stdout.buffer
-    write_raw_dump(rd, clock, out)
-    out.flush()
-    from .reader.info import STRUCTURAL
+    main.add_command(summary_cmd, "summary")
+    main.add_command(dump_cmd, "dump")
 
-    damaged = any(a.code in STRUCTURAL for a in rd.report.anomalies)
-    report_anomalies(trace, rd.report, damaged, quiet)
+
+_register()
 
 
 if __name__ == "__main__":
