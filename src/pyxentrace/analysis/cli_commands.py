@@ -12,38 +12,9 @@ from collections.abc import Callable
 
 import click
 
+from ..clikit import CONTEXT, clock_for, guarded, report_anomalies, trace_options, warn
 from ..errors import XentraceError
-from ..format.meta import Clock, resolve_clock
 from .filters import Filters, make_filters
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"pyxentrace: error: {msg}", err=True)
-    sys.exit(1)
-
-
-def _warn(msg: str, quiet: bool) -> None:
-    if not quiet:
-        click.echo(f"pyxentrace: warning: {msg}", err=True)
-
-
-def _guarded(fn: Callable) -> Callable:
-    def run(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except XentraceError as e:
-            _fail(str(e))
-        except BrokenPipeError:
-            try:
-                sys.stdout = None  # type: ignore[assignment]
-            finally:
-                sys.exit(0)
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
-    return run
 
 
 def _filter_options(f: Callable) -> Callable:
@@ -88,52 +59,13 @@ def _filter_options(f: Callable) -> Callable:
     return f
 
 
-def _common(f: Callable) -> Callable:
-    f = click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")(f)
-    f = click.option(
-        "--cpu-hz",
-        type=float,
-        default=None,
-        help="TSC rate in Hz (default: the trace's metadata sidecar, else 2.4e9, assumed).",
-    )(f)
-    f = click.argument("trace", metavar="TRACE", type=click.Path(allow_dash=True))(f)
-    return f
-
-
-def _clock(trace: str, cpu_hz: float | None, quiet: bool) -> Clock:
-    import os
-
-    if trace != "-" and not os.path.exists(trace):
-        raise XentraceError("cannot open: No such file or directory", path=trace)
-    clock = resolve_clock(trace, cpu_hz)
-    w = clock.warning()
-    if w:
-        _warn(w, quiet)
-    return clock
-
-
-def _report(path: str, report, quiet: bool) -> None:
-    """One line for what the reader found; exit 1 when the file itself is damaged."""
-    from ..reader.info import STRUCTURAL
-
-    if not report.anomaly_count:
-        return
-    first = report.anomalies[0] if report.anomalies else None
-    more = report.anomaly_count - 1
-    tail = f" (and {more} more)" if more > 0 else ""
-    line = f"{path}: offset {first.offset}: {first.message}{tail}" if first else path
-    if any(a.code in STRUCTURAL for a in report.anomalies):
-        _fail(line)
-    _warn(line, quiet)
-
-
 def filters_from(from_s, to_s, cpus, domains, vcpus, events=()) -> Filters:
     """:class:`Filters` from the command-line values (one-line error when bad)."""
     return make_filters(from_s, to_s, cpus, domains, vcpus, events)
 
 
-@click.command("summary")
-@_common
+@click.command("summary", context_settings=CONTEXT)
+@trace_options
 @_filter_options
 @click.option(
     "-f",
@@ -156,14 +88,14 @@ def filters_from(from_s, to_s, cpus, domains, vcpus, events=()) -> Filters:
     is_flag=True,
     help="xenalyze format: also print the default domain (xenalyze's -!).",
 )
-@_guarded
+@guarded
 def summary_cmd(
     trace, cpu_hz, quiet, from_s, to_s, cpus, domains, vcpus, fmt, top, show_default_domain
 ):
     """PV events and runstates per domain and vCPU (hypercalls, traps, faults, EIPs)."""
     from .summary import compute_summary
 
-    clock = _clock(trace, cpu_hz, quiet or fmt == "json")
+    clock = clock_for(trace, cpu_hz, quiet or fmt == "json")
     f = filters_from(from_s, to_s, cpus, domains, vcpus)
     s = compute_summary(trace, filters=f, clock=clock, eip_capacity=(1 << 14) if top else 0)
     if fmt == "json":
@@ -178,12 +110,12 @@ def summary_cmd(
         click.echo(render_text(s, top=top), nl=False)
     if fmt != "json":
         for note in s.notes:
-            _warn(note, quiet)
-    _report(trace, s.report, quiet)
+            warn(note, quiet)
+    report_anomalies(trace, s.report, quiet)
 
 
-@click.command("dump")
-@_common
+@click.command("dump", context_settings=CONTEXT)
+@trace_options
 @_filter_options
 @click.option(
     "--event",
@@ -208,12 +140,12 @@ def summary_cmd(
     default="-",
     help="Write to this file instead of stdout.",
 )
-@_guarded
+@guarded
 def dump_cmd(trace, cpu_hz, quiet, from_s, to_s, cpus, domains, vcpus, events, fmt, output):
     """One line per record in time order: time, pCPU, vCPU, event, decoded fields."""
     from .dump import write_dump
 
-    clock = _clock(trace, cpu_hz, quiet)
+    clock = clock_for(trace, cpu_hz, quiet)
     f = filters_from(from_s, to_s, cpus, domains, vcpus, events)
     if output == "-":
         out = sys.stdout.buffer
@@ -226,4 +158,4 @@ def dump_cmd(trace, cpu_hz, quiet, from_s, to_s, cpus, domains, vcpus, events, f
             raise XentraceError(f"cannot write: {e.strerror}", path=output) from None
         with fh:
             r = write_dump(trace, fh, clock=clock, filters=f, fmt=fmt)
-    _report(trace, r.report, quiet)
+    report_anomalies(trace, r.report, quiet)
