@@ -39,9 +39,10 @@ def info(trace: str, cpu_hz: float | None, quiet: bool, as_json: bool) -> None:
 
 def _register() -> None:
     from .analysis.cli_commands import dump_cmd, summary_cmd
+    from .export.commands import export_cmd, perfetto_cmd, report_cmd
 
-    main.add_command(summary_cmd, "summary")
-    main.add_command(dump_cmd, "dump")
+    for cmd in (summary_cmd, dump_cmd, export_cmd, perfetto_cmd, report_cmd):
+        main.add_command(cmd)
 
 
 _register()
