@@ -40,8 +40,18 @@ def info(trace: str, cpu_hz: float | None, quiet: bool, as_json: bool) -> None:
 def _register() -> None:
     from .analysis.cli_commands import dump_cmd, summary_cmd
     from .export.commands import export_cmd, perfetto_cmd, report_cmd
+    from .recorder.commands import demo_cmd, record_cmd, simulate_cmd
 
-    for cmd in (summary_cmd, dump_cmd, export_cmd, perfetto_cmd, report_cmd):
+    for cmd in (
+        demo_cmd,
+        simulate_cmd,
+        record_cmd,
+        summary_cmd,
+        dump_cmd,
+        export_cmd,
+        perfetto_cmd,
+        report_cmd,
+    ):
         main.add_command(cmd)
 
 

@@ -27,7 +27,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,25 +59,34 @@ FORCED_INVALID_OP_LEN = 7
 XEN4_TSLICE_NS = 10_000_000
 #: The seed's credit scheduler: ``r_time = MILLISECS(CSCHED_MSECS_PER_TSLICE)`` for everyone.
 SEED_TSLICE_NS = 30_000_000
-#: TSC spacing between consecutive scheduler records of one operation in batch mode.
+#: TSC spacing between consecutive scheduler records emitted at one instant in batch mode.
 REC_SPACING = 40
 U32 = 0xFFFFFFFF
 
 _SCHED_SEED = {
-    "sleep": E.TRC_SCHED_SEED_BASE + 3, "wake": E.TRC_SCHED_SEED_BASE + 4,
-    "yield": E.TRC_SCHED_SEED_BASE + 5, "block": E.TRC_SCHED_SEED_BASE + 6,
-    "switch": E.TRC_SCHED_SEED_BASE + 10, "infprev": E.TRC_SCHED_SEED_BASE + 14,
+    "sleep": E.TRC_SCHED_SEED_BASE + 3,
+    "wake": E.TRC_SCHED_SEED_BASE + 4,
+    "yield": E.TRC_SCHED_SEED_BASE + 5,
+    "block": E.TRC_SCHED_SEED_BASE + 6,
+    "switch": E.TRC_SCHED_SEED_BASE + 10,
+    "infprev": E.TRC_SCHED_SEED_BASE + 14,
     "infnext": E.TRC_SCHED_SEED_BASE + 15,
 }
 _SCHED_XEN4 = {
-    "sleep": E.TRC_SCHED_SLEEP, "wake": E.TRC_SCHED_WAKE, "yield": E.TRC_SCHED_YIELD,
-    "block": E.TRC_SCHED_BLOCK, "switch": E.TRC_SCHED_SWITCH,
-    "infprev": E.TRC_SCHED_SWITCH_INFPREV, "infnext": E.TRC_SCHED_SWITCH_INFNEXT,
-    "infcont": E.TRC_SCHED_SWITCH_INFCONT, "continue": E.TRC_SCHED_CONTINUE_RUNNING,
+    "sleep": E.TRC_SCHED_SLEEP,
+    "wake": E.TRC_SCHED_WAKE,
+    "yield": E.TRC_SCHED_YIELD,
+    "block": E.TRC_SCHED_BLOCK,
+    "switch": E.TRC_SCHED_SWITCH,
+    "infprev": E.TRC_SCHED_SWITCH_INFPREV,
+    "infnext": E.TRC_SCHED_SWITCH_INFNEXT,
+    "infcont": E.TRC_SCHED_SWITCH_INFCONT,
+    "continue": E.TRC_SCHED_CONTINUE_RUNNING,
 }
 
 
 # ---- domains ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DomainSpec:
@@ -106,11 +115,11 @@ def parse_domains(spec: str) -> list[DomainSpec]:
         ident, shape = parts[0], parts[1].lower()
         vcpus, _, width = shape.partition("x")
         try:
-            d = DomainSpec(int(ident), int(vcpus), int(width or 64),
-                           parts[2] if len(parts) == 3 else "")
+            d = DomainSpec(
+                int(ident), int(vcpus), int(width or 64), parts[2] if len(parts) == 3 else ""
+            )
         except ValueError:
-            raise XentraceError(f"bad domain {item!r}: expected ID:VCPUS[xWIDTH][:NAME]") \
-                from None
+            raise XentraceError(f"bad domain {item!r}: expected ID:VCPUS[xWIDTH][:NAME]") from None
         out.append(d)
     if not out:
         raise XentraceError(f"no domains in {spec!r}")
@@ -174,10 +183,14 @@ class Domain:
 
 # ---- batched records --------------------------------------------------------------------------
 
+
 class Batch:
     """Records gathered for one ``trace_bulk`` call, written in TSC order (stable)."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._cpu: list[int] = []
         self._tsc: list[int] = []
         self._ev: list[int] = []
@@ -193,13 +206,27 @@ class Batch:
         self._words.append(words)
         self._cur.append(cur)
 
-    def add_arrays(self, cpus: np.ndarray, tsc: np.ndarray, events: np.ndarray,
-                   extra: np.ndarray, words: np.ndarray, cur: np.ndarray) -> None:
+    def add_arrays(
+        self,
+        cpus: np.ndarray,
+        tsc: np.ndarray,
+        events: np.ndarray,
+        extra: np.ndarray,
+        words: np.ndarray,
+        cur: np.ndarray,
+    ) -> None:
         """Many records at once (``words`` is ``u32[n, 7]``)."""
         if len(tsc):
-            self._parts.append((cpus.astype(np.int64), tsc.astype(np.uint64),
-                                events.astype(np.uint32), extra.astype(np.int64),
-                                words.astype(np.uint32), cur.astype(np.uint32)))
+            self._parts.append(
+                (
+                    cpus.astype(np.int64),
+                    tsc.astype(np.uint64),
+                    events.astype(np.uint32),
+                    extra.astype(np.int64),
+                    words.astype(np.uint32),
+                    cur.astype(np.uint32),
+                )
+            )
 
     def __len__(self) -> int:
         return len(self._cpu) + sum(len(p[0]) for p in self._parts)
@@ -210,25 +237,45 @@ class Batch:
         words = np.zeros((n, 7), dtype=np.uint32)
         for i, w in enumerate(self._words):
             words[i, : len(w)] = [x & U32 for x in w]
-        scalar = (np.array(self._cpu, dtype=np.int64), np.array(self._tsc, dtype=np.uint64),
-                  np.array(self._ev, dtype=np.uint32),
-                  np.array([4 * len(w) for w in self._words], dtype=np.int64), words,
-                  np.array(self._cur, dtype=np.uint32))
+        scalar = (
+            np.array(self._cpu, dtype=np.int64),
+            np.array(self._tsc, dtype=np.uint64),
+            np.array(self._ev, dtype=np.uint32),
+            np.array([4 * len(w) for w in self._words], dtype=np.int64),
+            words,
+            np.array(self._cur, dtype=np.uint32),
+        )
         cols = [np.concatenate([scalar[k], *(p[k] for p in self._parts)]) for k in range(6)]
         order = np.argsort(cols[1], kind="stable")
         return tuple(c[order] for c in cols)
 
-    def flush(self, tb: TraceBuffers) -> int:
-        """Write every record through ``tb.trace_bulk``; returns how many were offered."""
+    def flush(
+        self,
+        tb: TraceBuffers,
+        slice_records: int = 0,
+        before: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write every record through ``tb.trace_bulk``; returns how many were offered.
+
+        ``slice_records`` > 0 writes in TSC-ordered slices of that many records, calling
+        ``before(last TSC of the slice)`` ahead of each (pacing): the records are the same,
+        only the moments they reach the buffers change.
+        """
         n = len(self)
         if n:
             cpus, tsc, events, extra, words, cur = self.arrays()
-            tb.trace_bulk(cpus, events, extra, words, tsc, cur)
-        self.__init__()
+            step = slice_records if slice_records > 0 else n
+            for i in range(0, n, step):
+                j = min(n, i + step)
+                if before is not None:
+                    before(int(tsc[j - 1]))
+                tb.trace_bulk(cpus[i:j], events[i:j], extra[i:j], words[i:j], tsc[i:j], cur[i:j])
+        self._reset()
         return n
 
 
 # ---- the machine ------------------------------------------------------------------------------
+
 
 def host_info_path(name: str) -> str:
     """Where the model named ``name`` publishes its host description (its ``xl info``)."""
@@ -242,8 +289,14 @@ class Machine:
     rate; ``start_tsc`` the TSC at system time 0.
     """
 
-    def __init__(self, tb: TraceBuffers, abi: str = ABI_XEN4, arch: str = "x86_64",
-                 tsc_hz: int = DEFAULT_TSC_HZ, start_tsc: int = 0):
+    def __init__(
+        self,
+        tb: TraceBuffers,
+        abi: str = ABI_XEN4,
+        arch: str = "x86_64",
+        tsc_hz: int = DEFAULT_TSC_HZ,
+        start_tsc: int = 0,
+    ):
         try:
             check_combo(abi, arch)
         except ValueError as e:
@@ -262,11 +315,15 @@ class Machine:
         self.nr_pcpus = tb.nr_cpu_ids
         self.domains: dict[int, Domain] = {}
         idle_width = 32 if arch.startswith("x86_32") else 64
-        self.idle = [VCPU(DOMID_IDLE, c, idle_width, RUNSTATE_running, 0, 0, c, running_on=c)
-                     for c in range(self.nr_pcpus)]
+        self.idle = [
+            VCPU(DOMID_IDLE, c, idle_width, RUNSTATE_running, 0, 0, c, running_on=c)
+            for c in range(self.nr_pcpus)
+        ]
         self.curr: list[VCPU] = list(self.idle)
         self.batch: Batch | None = None
-        self._last_tsc = [-1] * self.nr_pcpus
+        self._published = False
+        #: TSC of the last record emitted in batch mode, on any pCPU.
+        self.last_tsc = -1
         self._sched_ids = _SCHED_SEED if abi == ABI_SEED else _SCHED_XEN4
         self.tslice_ns = SEED_TSLICE_NS if abi == ABI_SEED else XEN4_TSLICE_NS
         for c in range(self.nr_pcpus):
@@ -294,8 +351,9 @@ class Machine:
         self.set_time(self.now_ns + ns)
 
     # ---- domains ---------------------------------------------------------------------------
-    def add_domain(self, domid: int, vcpus: int, width: int = 64, name: str = "",
-                   shadow: bool = False) -> Domain:
+    def add_domain(
+        self, domid: int, vcpus: int, width: int = 64, name: str = "", shadow: bool = False
+    ) -> Domain:
         """Create a domain whose vCPUs are runnable from now on (no records are emitted)."""
         if not 0 <= domid < 0x7FF0:
             raise XentraceError(f"domain id {domid} out of range 0..{0x7FF0 - 1}")
@@ -309,9 +367,14 @@ class Machine:
             raise XentraceError(f"domain {domid}: {e}") from None
         d = Domain(domid, DomainSpec(domid, vcpus, width, name).label, width, shadow=shadow)
         for v in range(vcpus):
-            d.vcpus.append(VCPU(domid, v, width, RUNSTATE_runnable, self.now_ns, self.now_ns,
-                                v % self.nr_pcpus))
+            d.vcpus.append(
+                VCPU(
+                    domid, v, width, RUNSTATE_runnable, self.now_ns, self.now_ns, v % self.nr_pcpus
+                )
+            )
         self.domains[domid] = d
+        if self._published:
+            self.publish()
         return d
 
     def vcpu(self, domid: int, vcpu_id: int) -> VCPU:
@@ -330,15 +393,27 @@ class Machine:
     def host_info(self) -> dict:
         """What ``xl info``/``xl list`` would say, plus the ABI: for the recorder's sidecar."""
         return {
-            "tsc_hz": self.tsc_hz, "nr_pcpus": self.nr_pcpus, "abi": self.abi,
-            "arch": self.arch, "start_tsc": self.start_tsc,
-            "domains": [{"domid": d.domid, "name": d.name, "vcpus": len(d.vcpus),
-                         "width": d.width, "shadow": d.shadow}
-                        for d in sorted(self.domains.values(), key=lambda d: d.domid)],
+            "tsc_hz": self.tsc_hz,
+            "nr_pcpus": self.nr_pcpus,
+            "abi": self.abi,
+            "arch": self.arch,
+            "start_tsc": self.start_tsc,
+            "domains": [
+                {
+                    "domid": d.domid,
+                    "name": d.name,
+                    "vcpus": len(d.vcpus),
+                    "width": d.width,
+                    "shadow": d.shadow,
+                }
+                for d in sorted(self.domains.values(), key=lambda d: d.domid)
+            ],
         }
 
     def publish(self) -> str:
-        """Write :meth:`host_info` where a recorder attaching to ``tb`` finds it."""
+        """Write :meth:`host_info` where a recorder attaching to ``tb`` finds it (and again
+        whenever a domain is added)."""
+        self._published = True
         path = host_info_path(self.tb.name)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -348,8 +423,10 @@ class Machine:
 
     # ---- emission --------------------------------------------------------------------------
     def _rec_tsc(self, cpu: int) -> int:
-        tsc = max(self.tsc, self._last_tsc[cpu] + REC_SPACING)
-        self._last_tsc[cpu] = tsc
+        # One machine-wide sequence: records of one instant keep their causal order across
+        # pCPUs (a vCPU leaves one pCPU before another one switches to it).
+        tsc = max(self.tsc, self.last_tsc + REC_SPACING)
+        self.last_tsc = tsc
         return tsc
 
     def _sched(self, cpu: int, name: str, *words: int) -> None:
@@ -358,8 +435,9 @@ class Machine:
 
     def _timed(self, cpu: int, event: int, words: Sequence[int]) -> None:
         if self.batch is not None:
-            self.batch.add(cpu, self._rec_tsc(cpu), event | TRC_HD_CYCLE_FLAG, words,
-                           self.curr[cpu].cur)
+            self.batch.add(
+                cpu, self._rec_tsc(cpu), event | TRC_HD_CYCLE_FLAG, words, self.curr[cpu].cur
+            )
         else:
             self.tb.TRACE_TIME(cpu, event, *words)
 
@@ -368,8 +446,7 @@ class Machine:
         assert self.batch is not None
         ev, payload = encode(point, self.abi, self.arch, self.curr[cpu].width, **values)
         words = struct.unpack(f"<{len(payload) // 4}I", payload)
-        self.batch.add(cpu, self._rec_tsc(cpu), ev | TRC_HD_CYCLE_FLAG, words,
-                       self.curr[cpu].cur)
+        self.batch.add(cpu, self._rec_tsc(cpu), ev | TRC_HD_CYCLE_FLAG, words, self.curr[cpu].cur)
 
     # ---- scheduler -------------------------------------------------------------------------
     def _runstate_change(self, cpu: int, v: VCPU, new: int) -> None:
@@ -442,8 +519,9 @@ class Machine:
         slice_ns = self.slice_for(next_v) if slice_ns is None else slice_ns
         if next_v is prev:
             if self.abi == ABI_XEN4:
-                self._sched(cpu, "infcont", prev.domid, prev.vcpu_id, now - prev.runstate_entry,
-                            slice_ns)
+                self._sched(
+                    cpu, "infcont", prev.domid, prev.vcpu_id, now - prev.runstate_entry, slice_ns
+                )
                 self._timed(cpu, E.TRC_SCHED_CONTINUE_RUNNING, [prev.word])
             return
         self._check_next(cpu, next_v)
@@ -488,12 +566,13 @@ class Machine:
             raise XentraceError(f"{v!r} is not runnable ({RUNSTATE_NAMES[v.runstate]})")
 
     def pause_domain(self, domid: int, cpu: int = 0) -> None:
-        """``domain_pause`` run on ``cpu``: every vCPU sleeps; running ones are descheduled to
-        the idle vCPU (or a runnable vCPU given by nobody: the machine picks idle)."""
+        """``domain_pause`` run on ``cpu``: a SLEEP record per vCPU; queued vCPUs go offline
+        at once, running ones are switched to their pCPU's idle vCPU (prev -> offline);
+        blocked ones stay blocked."""
         d = self.domains[domid]
         for v in d.vcpus:
             if not v.paused:
-                self.sleep(v, cpu if v.running_on is None else v.running_on)
+                self.sleep(v, cpu)
         for v in d.vcpus:
             if v.running_on is not None:
                 self.schedule(v.running_on, self.idle[v.running_on])
@@ -519,8 +598,9 @@ class Machine:
             vals = {f"arg{i}": a for i, a in enumerate(args)}
             self._pv(cpu, "hypercall_v2", op=nr, **vals)
 
-    def multicall(self, cpu: int, calls: Sequence[tuple[int, Sequence[int]]],
-                  eip: int = 0, list_addr: int = 0) -> None:
+    def multicall(
+        self, cpu: int, calls: Sequence[tuple[int, Sequence[int]]], eip: int = 0, list_addr: int = 0
+    ) -> None:
         """``HYPERVISOR_multicall(list, n)``: its hypercall record, then (xen-4) one sub-call
         record per entry, each traced before that entry runs."""
         self.hypercall(cpu, HYPERVISOR_multicall, (list_addr, len(calls)), eip)
@@ -533,8 +613,17 @@ class Machine:
                 vals = {f"arg{i}": a for i, a in enumerate(args)}
                 self._pv(cpu, "hypercall_subcall", op=nr, **vals)
 
-    def inject_event(self, cpu: int, vector: int, eip: int, *, software: bool = False,
-                     error_code: int = 0, cr2: int = 0, guest_user: bool = False) -> None:
+    def inject_event(
+        self,
+        cpu: int,
+        vector: int,
+        eip: int,
+        *,
+        software: bool = False,
+        error_code: int = 0,
+        cr2: int = 0,
+        guest_user: bool = False,
+    ) -> None:
         """``pv_inject_event``: a hardware #PF is traced as PAGE_FAULT (error code's U bit
         recomputed from the guest's mode); anything else, software interrupts included, TRAP."""
         self._guest(cpu)
@@ -543,11 +632,13 @@ class Machine:
             self._point(cpu, "page_fault", eip=eip, addr=cr2, error_code=ec)
             return
         use_ec = not software and vector in X86_EXC_HAVE_EC
-        self._point(cpu, "trap", eip=eip, trapnr=vector, use_error_code=use_ec,
-                    error_code=error_code)
+        self._point(
+            cpu, "trap", eip=eip, trapnr=vector, use_error_code=use_ec, error_code=error_code
+        )
 
-    def general_protection(self, cpu: int, eip: int, error_code: int, emulated: bool,
-                           next_eip: int) -> None:
+    def general_protection(
+        self, cpu: int, eip: int, error_code: int, emulated: bool, next_eip: int
+    ) -> None:
         """``do_general_protection``: EMULATE_PRIVOP only for #GP(0) emulated successfully
         (``next_eip`` = rip after emulation); otherwise the #GP is bounced (TRAP 13)."""
         if error_code == 0 and emulated:
@@ -574,8 +665,7 @@ class Machine:
             self._guest(cpu)
             self._point(cpu, "math_state_restore")
 
-    def shadow_fault(self, cpu: int, eip: int, addr: int, error_code: int,
-                     fixed: bool) -> None:
+    def shadow_fault(self, cpu: int, eip: int, addr: int, error_code: int, fixed: bool) -> None:
         """A #PF in a shadow-mode domain: PAGING_FIXUP when ``paging_fault`` fixed it, else
         the fault goes to the guest (PAGE_FAULT)."""
         v = self._guest(cpu)
@@ -584,17 +674,27 @@ class Machine:
         else:
             self.inject_event(cpu, TRAP_page_fault, eip, error_code=error_code, cr2=addr)
 
-    def ldt_fault(self, cpu: int, eip: int, offset: int, mapped: bool, guest_mode: bool,
-                  error_code: int = 0) -> None:
+    def ldt_fault(
+        self,
+        cpu: int,
+        eip: int,
+        offset: int,
+        mapped: bool,
+        guest_mode: bool,
+        error_code: int = 0,
+        ldt_base: int = 0,
+    ) -> None:
         """A #PF in the vCPU's LDT shadow area: GDT_LDT_MAPPING_FAULT only when the mapping
-        succeeded and the fault came from guest context; an unmapped LDT page from guest
-        mode is bounced as #GP, from Xen context nothing is traced."""
+        succeeded and the fault came from guest context.  An unmappable LDT page faulted from
+        guest mode goes back to the guest as a #PF at ``ldt_base + offset``; from Xen context
+        the ordinary #PF handling takes over and nothing is traced here."""
         self._guest(cpu)
         if mapped and guest_mode:
             self._point(cpu, "gdt_ldt_mapping_fault", eip=eip, offset=offset)
         elif not mapped and guest_mode:
-            self.inject_event(cpu, 13, eip, error_code=offset & 0xFFF8)
-        del error_code
+            self.inject_event(
+                cpu, TRAP_page_fault, eip, error_code=error_code, cr2=ldt_base + offset
+            )
 
     def ptwr(self, cpu: int, addr: int, npte: int, eip: int, size: int = 8) -> None:
         """A write to a page-table page emulated: PTWR_EMULATION with the PTE address (aligned
