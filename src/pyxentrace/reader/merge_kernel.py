@@ -16,6 +16,7 @@ from numba import njit
 from .scan import FLAG_LATE, MAX_CPUS, R_META, R_OFFSET, R_TSC
 
 LINEAR_MAX = 16
+_U64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @njit(cache=True, inline="always")
@@ -51,8 +52,6 @@ def merge_emit(nl, held, nn, new, watermark, out):
     everything); the rows kept are, per pCPU, a suffix, kept in file order.
     Returns (rows emitted, rows kept).
     """
-    if nn:
-        held[nl : nl + nn] = new[:nn]
     n = nl + nn
     # runs of consecutive rows on one pCPU, chained per pCPU
     run_start = np.empty(n + 1, dtype=np.int64)
@@ -62,8 +61,11 @@ def merge_emit(nl, held, nn, new, watermark, out):
     nruns = 0
     prev = -1
     for i in range(n):
-        c = np.int64(held[i, R_META] & np.uint64(0xFFFF))
-        if c != prev:
+        if i < nl:
+            c = np.int64(held[i, R_META] & np.uint64(0xFFFF))
+        else:
+            c = np.int64(new[i - nl, R_META] & np.uint64(0xFFFF))
+        if c != prev or i == nl:
             run_start[nruns] = i
             run_next[nruns] = -1
             if head[c] == -1:
@@ -97,9 +99,10 @@ def merge_emit(nl, held, nn, new, watermark, out):
     nlive = 0
     for s in range(nslots):
         r = cur[s]
-        if held[r, R_TSC] <= watermark:
+        t = held[r, R_TSC] if r < nl else new[r - nl, R_TSC]
+        if t <= watermark:
             live[nlive] = s
-            h_tsc[nlive] = held[r, R_TSC]
+            h_tsc[nlive] = t
             h_cpu[nlive] = slot_cpu[s]
             nlive += 1
         else:
@@ -119,8 +122,13 @@ def merge_emit(nl, held, nn, new, watermark, out):
                 mc = c if b else mc
             s = live[m]
             r = cur[s]
-            for j in range(8):
-                out[k, j] = held[r, j]
+            if r < nl:
+                for j in range(8):
+                    out[k, j] = held[r, j]
+            else:
+                q = r - nl
+                for j in range(8):
+                    out[k, j] = new[q, j]
             k += 1
             r += 1
             if r == cend[s]:
@@ -134,9 +142,10 @@ def merge_emit(nl, held, nn, new, watermark, out):
                 crun[s] = nr
                 r = run_start[nr]
                 cend[s] = run_start[nr + 1]
-            if held[r, R_TSC] <= watermark:
+            t = held[r, R_TSC] if r < nl else new[r - nl, R_TSC]
+            if t <= watermark:
                 cur[s] = r
-                h_tsc[m] = held[r, R_TSC]
+                h_tsc[m] = t
             else:
                 stop[s] = r
                 nlive -= 1
@@ -149,8 +158,13 @@ def merge_emit(nl, held, nn, new, watermark, out):
         while nlive > 0:
             s = live[0]
             r = cur[s]
-            for j in range(8):
-                out[k, j] = held[r, j]
+            if r < nl:
+                for j in range(8):
+                    out[k, j] = held[r, j]
+            else:
+                q = r - nl
+                for j in range(8):
+                    out[k, j] = new[q, j]
             k += 1
             r += 1
             if r == cend[s]:
@@ -161,9 +175,12 @@ def merge_emit(nl, held, nn, new, watermark, out):
                     crun[s] = nr
                     r = run_start[nr]
                     cend[s] = run_start[nr + 1]
-            if r != -1 and held[r, R_TSC] <= watermark:
+            t = _U64_MAX
+            if r != -1:
+                t = held[r, R_TSC] if r < nl else new[r - nl, R_TSC]
+            if r != -1 and t <= watermark:
                 cur[s] = r
-                h_tsc[0] = held[r, R_TSC]
+                h_tsc[0] = t
             else:
                 if r != -1:
                     stop[s] = r
@@ -181,10 +198,17 @@ def merge_emit(nl, held, nn, new, watermark, out):
             first = stop[s]
     m = 0
     for r in range(first, n):
-        if r < stop_of[np.int64(held[r, R_META] & np.uint64(0xFFFF))]:
-            continue
-        for j in range(8):
-            held[m, j] = held[r, j]
+        if r < nl:
+            if r < stop_of[np.int64(held[r, R_META] & np.uint64(0xFFFF))]:
+                continue
+            for j in range(8):
+                held[m, j] = held[r, j]
+        else:
+            q = r - nl
+            if r < stop_of[np.int64(new[q, R_META] & np.uint64(0xFFFF))]:
+                continue
+            for j in range(8):
+                held[m, j] = new[q, j]
         m += 1
     return k, m
 
