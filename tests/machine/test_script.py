@@ -160,3 +160,74 @@ def test_seed_script_refuses_untraced_hypercall_numbers() -> None:
     )
     with pytest.raises(XentraceError, match="line 3: .*>= 64"):
         check_script(ops, abi="xen-3.2", arch="x86_64", pcpus=1, tsc_hz=10**9)
+
+
+def test_schedule_back_to_the_idle_vcpu(make_machine) -> None:
+    """domid 32767 (DOMID_IDLE) with vcpu = the pCPU: spec §3.3's records, by hand."""
+    m = make_machine(nr_cpus=2)
+    ops = parse_script(
+        lines(
+            [
+                {"op": "domain", "domid": 1, "width": 64},
+                {"op": "advance", "ns": 1000},
+                {"op": "schedule", "pcpu": 1, "domid": 1, "vcpu": 0},
+                {"op": "advance", "ns": 2000},
+                {"op": "schedule", "pcpu": 1, "domid": 32767, "vcpu": 1},
+            ]
+        )
+    )
+    check_script(ops, abi="xen-4", arch="x86_64", pcpus=2, tsc_hz=2_400_000_000)
+    run_script(m, ops)
+    t0, t1 = 2400, 7200  # 1000 ns and 3000 ns at 2.4 GHz
+    assert buffer_bytes(m.tb, 1) == b"".join(
+        [
+            rec(0x0002800E, [32767, 1, 1000], t0),
+            rec(0x0002800F, [1, 0, 1000, 10_000_000], t0),
+            rec(0x0002800A, [32767, 1, 1, 0], t0),
+            rec(0x00021011, [0x7FFF0001], t0),
+            rec(0x00021101, [0x00010000], t0),
+            # d1v0 ran 2000 ns; idle was switched out (runnable) 2000 ns ago, slice -1.
+            rec(0x0002800E, [1, 0, 2000], t1),
+            rec(0x0002800F, [32767, 1, 2000, 0xFFFFFFFF], t1),
+            rec(0x0002800A, [1, 0, 32767, 1], t1),
+            rec(0x00021011, [0x00010000], t1),  # d1v0 running -> runnable
+            rec(0x00021101, [0x7FFF0001], t1),  # idle runnable -> running
+        ]
+    )
+    assert buffer_bytes(m.tb, 0) == b""
+
+
+@pytest.mark.parametrize(
+    ("op", "what"),
+    [
+        ({"op": "schedule", "pcpu": 0, "domid": 32767, "vcpu": 1}, "idle vCPU of pcpu 1"),
+        ({"op": "wake", "pcpu": 0, "domid": 32767, "vcpu": 0}, "out of range 0..32751"),
+        ({"op": "domain", "domid": 32767}, "out of range 0..32751"),
+        ({"op": "schedule", "pcpu": 0, "domid": 32766, "vcpu": 0}, "(or 32767, the idle"),
+    ],
+)
+def test_idle_domain_only_where_it_means_something(op: dict, what: str) -> None:
+    with pytest.raises(XentraceError) as e:
+        ops = parse_script(lines([{"op": "domain", "domid": 1}, op]), "s.jsonl")
+        check_script(ops, abi="xen-4", arch="x86_64", pcpus=2, tsc_hz=2_400_000_000, path="s.jsonl")
+    assert "s.jsonl: line 2: " in str(e.value) and what in str(e.value)
+
+
+def test_advance_past_the_64_bit_tsc_is_refused() -> None:
+    """At 1 GHz the TSC equals the ns count: 2**64-1 ns is the last representable TSC."""
+    ops = parse_script(
+        lines(
+            [
+                {"op": "advance", "ns": 2**64 - 1},
+                {"op": "advance", "ns": 1},
+            ]
+        ),
+        "s.jsonl",
+    )
+    with pytest.raises(XentraceError) as e:
+        check_script(ops, abi="xen-4", arch="x86_64", pcpus=1, tsc_hz=10**9, path="s.jsonl")
+    assert "s.jsonl: line 2: advance: " in str(e.value) and "2**64-1" in str(e.value)
+    # At 2.4 GHz a single step of 2**63 ns already overflows.
+    ops = parse_script(lines([{"op": "advance", "ns": 2**63}]))
+    with pytest.raises(XentraceError, match="line 1: advance: .*past 2\\*\\*64-1"):
+        check_script(ops, abi="xen-4", arch="x86_64", pcpus=1, tsc_hz=2_400_000_000)

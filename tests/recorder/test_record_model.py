@@ -114,3 +114,29 @@ def test_memory_buffer_keeps_newest_windows(model: str, tmp: Path) -> None:
     assert 0 < out.stat().st_size <= 256 * 1024
     meta = check_file(out)
     assert meta["recorder"]["memory_buffer"]["dropped_windows"] > 0
+
+
+def test_second_recording_accounts_for_itself(model: str, tmp: Path) -> None:
+    """The counters are the model's lifetime totals; a later recording (here with -D, while
+    the host keeps running) reports its own share, which its file accounts for exactly."""
+    first = tmp / "a.bin"
+    code, err = finish(start(model, first, "-T", "1", "-x", "-q"))
+    assert code == 0, err
+    second = tmp / "b.bin"
+    code, err = finish(start(model, second, "-T", "1", "-D", "-q"))
+    assert code == 0, err
+    meta = check_file(second)
+    assert meta["recorder"]["counters_exact"]
+    data = per_cpu(second.read_bytes())
+    for cpu, c in meta["pcpus"].items():
+        recs = records(data.get(int(cpu), b""))
+        kept = sum(1 for e, _, _ in recs if e not in (0x0001F002, 0x0001F001))
+        lost = sum(int.from_bytes(p[:4], "little") for e, _, p in recs if e == 0x0001F001)
+        b = meta["buffers"]["pcpus"][cpu]
+        assert b["backlog_records"] == 0  # -D
+        assert kept == c["written"] - b["left_records"]
+        assert kept + lost + b["unreported_lost"] + b["left_records"] + b["left_lost"] == (
+            c["offered"] - c["filtered"] + b["pending_lost_at_start"]
+        )
+        start_totals = meta["recorder"]["counters_at_start"][cpu]
+        assert start_totals["written"] > 0  # the first recording's records are not ours

@@ -183,7 +183,24 @@ def test_parsers() -> None:
     info = parse_xl_info(XL_INFO)
     assert info["cpu_mhz"] == "2394.454" and info["xen_extra"] == ".7"
     assert [d["name"] for d in parse_xl_list(XL_LIST)] == ["Domain-0", "web"]
-    assert abi_for_version("4.2.5") == "xen-3.2"
-    assert abi_for_version("4.3.0") == "xen-4"
-    assert abi_for_version("3.2.1") == "xen-3.2"
     assert abi_for_version(None) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "abi"),
+    [
+        # The seed's records (Oct 2007) until runstate tracing (2008-09-08): Xen 3.3.0 was
+        # released in August 2008, so 3.4 is the first release with runstate records.
+        ("3.2.1", "xen-3.2"),
+        ("3.3.2", "xen-3.2"),
+        ("3.4.0", "xen-3.4"),
+        ("4.1.6", "xen-3.4"),
+        ("4.2.5", "xen-3.4"),  # still 0x0020f0nn PV ids: renumbered 2012-10-03, after 4.2
+        ("4.3.0", "xen-4"),
+        ("4.17.7", "xen-4"),
+        ("4.20-unstable", "xen-4"),
+        ("unknown", None),
+    ],
+)
+def test_record_generations_by_release(version: str, abi: str | None) -> None:
+    assert abi_for_version(version) == abi

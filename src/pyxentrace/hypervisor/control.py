@@ -288,17 +288,30 @@ class TraceControl:
             raise TbufError("EINVAL", "trace buffers not allocated")
         self._g[S.G_TB_INIT_DONE] = 1
 
-    def disable(self) -> None:
-        """Turn tracing off and forget every CPU's pending lost-record count.
+    def disable(self) -> dict[int, int]:
+        """Turn tracing off and forget every CPU's pending lost-record count; returns the
+        counts forgotten, per CPU.
 
-        prod/cons and data are untouched.  The producer applies the zeroing under its own
-        per-CPU serialisation (it compares a disable sequence number on its next record), so
-        this is safe from another process.
+        prod/cons and data are untouched.  Tracing goes off first, then the pending counts
+        are read, then the disable sequence number moves on: the producer applies the
+        zeroing itself, under its own per-CPU serialisation, when it next compares that
+        number (only the producer writes ``lost_records``, so no drop can slip between the
+        count returned and the zeroing).  A drop by a ``trace()`` call already past the
+        ``tb_init_done`` test stays in ``lost_records`` until applied: see
+        :meth:`forgotten_lost`.
         """
         self._g[S.G_TB_INIT_DONE] = 0
+        forgotten = {cpu: self.pending_lost(cpu) for cpu in range(self.nr_cpu_ids)}
         self._g[S.G_DISABLE_SEQ] = (self._g[S.G_DISABLE_SEQ] + 1) & U32
-        for cpu in range(self.nr_cpu_ids):
-            self._pc[S.PC_LOST_RECORDS * S.NR_CPUS + cpu] = 0
+        return forgotten
+
+    def forgotten_lost(self, cpu: int) -> int:
+        """Drops on ``cpu`` that a disable has forgotten but its producer has not yet cleared
+        (it clears them at its next record): at least what :meth:`disable` returned, plus any
+        drop by a call that was in flight when tracing went off."""
+        if self._pc[S.PC_LOST_SEQ * S.NR_CPUS + cpu] == self._g[S.G_DISABLE_SEQ]:
+            return 0
+        return self._pc[S.PC_LOST_RECORDS * S.NR_CPUS + cpu]
 
     def _init_trace_bufs(self, tbuf_size: int, tevt_mask: int) -> None:
         """Boot: all CPUs in the mask; ``tbuf_size`` allocates (and so starts tracing)."""

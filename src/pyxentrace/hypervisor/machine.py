@@ -46,6 +46,10 @@ RUNSTATE_offline = 3  # noqa: N816
 RUNSTATE_NAMES = ("running", "runnable", "blocked", "offline")
 
 DEFAULT_TSC_HZ = 2_400_000_000
+#: ``DOMID_FIRST_RESERVED``: ids from here up are Xen's own (DOMID_IDLE = 0x7FFF among them).
+DOMID_FIRST_RESERVED = 0x7FF0
+#: The TSC is a 64-bit counter.
+TSC_MAX = (1 << 64) - 1
 #: Vectors whose hardware exceptions push an error code (``X86_EXC_HAVE_EC``).
 X86_EXC_HAVE_EC = frozenset({8, 10, 11, 12, 13, 14, 17, 21})
 TRAP_page_fault = 14  # noqa: N816
@@ -129,6 +133,19 @@ def parse_domains(spec: str) -> list[DomainSpec]:
     return out
 
 
+def check_domain_spec(d: DomainSpec, abi: str, arch: str) -> None:
+    """A domain the hypervisor ``abi``/``arch`` can have: id below the reserved ones, 1..4096
+    vCPUs, a guest width that build runs."""
+    if not 0 <= d.domid < DOMID_FIRST_RESERVED:
+        raise XentraceError(f"domain id {d.domid} out of range 0..{DOMID_FIRST_RESERVED - 1}")
+    if not 1 <= d.vcpus <= 4096:
+        raise XentraceError(f"domain {d.domid}: vcpus must be 1..4096")
+    try:
+        check_combo(abi, arch, d.width)
+    except ValueError as e:
+        raise XentraceError(f"domain {d.domid}: {e}") from None
+
+
 @dataclass(eq=False)
 class VCPU:
     """A vCPU and the scheduler state Xen keeps for it (unit = vCPU, granularity 1)."""
@@ -179,6 +196,166 @@ class Domain:
     vcpus: list[VCPU] = field(default_factory=list)
     #: ``paging_mode_enabled && !paging_mode_external``: PV shadow mode (e.g. log-dirty).
     shadow: bool = False
+
+
+# ---- call-site rules (spec §2.5), vectorised ---------------------------------------------------
+#
+# One implementation of "which trace point, with which values" for every guest operation.
+# Each rule takes n operations as arrays (or scalars, broadcast) and returns the records they
+# produce as :class:`Site` groups: the trace point (a :class:`~.pv.PVTracer` method), the
+# indices of the operations that reach it, and the method's arguments for those.  The
+# :class:`Machine` methods call them with n = 1; the workloads with whole arrays.
+
+
+@dataclass(frozen=True)
+class Site:
+    """Operations ``sel`` (indices into the rule's inputs) reach trace point ``point`` with
+    ``values`` (arguments of the :class:`~.pv.PVTracer` method of that name)."""
+
+    point: str
+    sel: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+_HAVE_EC_BITS = sum(1 << v for v in X86_EXC_HAVE_EC)
+
+
+def _arr(v: object, n: int, dtype: type = np.int64) -> np.ndarray:
+    a = np.asarray(v, dtype=dtype)
+    return a if a.ndim else np.full(n, a, dtype=dtype)
+
+
+def _n(*vals: object) -> int:
+    """The number of operations: the length of the array arguments (scalars broadcast)."""
+    sizes = {np.size(v) for v in vals if np.ndim(v) > 0}
+    if len(sizes) > 1:
+        raise ValueError(f"operation arrays of different lengths {sorted(sizes)}")
+    return sizes.pop() if sizes else 1
+
+
+def _site(point: str, mask: np.ndarray, **values: np.ndarray) -> Site:
+    sel = np.flatnonzero(mask)
+    return Site(point, sel, {k: v[sel] for k, v in values.items()})
+
+
+def inject_event_sites(
+    vector: object,
+    eip: object,
+    *,
+    software: object = False,
+    error_code: object = 0,
+    cr2: object = 0,
+    guest_user: object = False,
+) -> list[Site]:
+    """``pv_inject_event``: a vector-14 hardware exception -> PAGE_FAULT, its error code's U
+    bit recomputed from the guest's mode; every other event, software interrupts included,
+    -> TRAP, with ``use_error_code`` only for hardware exceptions that push one
+    (``X86_EXC_HAVE_EC``)."""
+    n = _n(vector, eip, software, error_code, cr2, guest_user)
+    vec, rip = _arr(vector, n), _arr(eip, n, np.uint64)
+    sw, ec = _arr(software, n, bool), _arr(error_code, n)
+    pf = (vec == TRAP_page_fault) & ~sw
+    pf_ec = (ec & ~PFEC_user_mode) | np.where(_arr(guest_user, n, bool), PFEC_user_mode, 0)
+    use_ec = ~sw & (vec >= 0) & (vec < 32) & ((_HAVE_EC_BITS >> (vec & 31)) & 1).astype(bool)
+    return [
+        _site("page_fault", pf, eip=rip, addr=_arr(cr2, n, np.uint64), error_code=pf_ec),
+        _site("trap", ~pf, eip=rip, trapnr=vec, use_error_code=use_ec, error_code=ec),
+    ]
+
+
+def general_protection_sites(
+    eip: object, error_code: object, emulated: object, next_eip: object
+) -> list[Site]:
+    """``do_general_protection``: EMULATE_PRIVOP (at the rip after emulation) only for a #GP(0)
+    that was emulated; any other #GP is bounced to the guest (TRAP 13)."""
+    n = _n(eip, error_code, emulated, next_eip)
+    ec = _arr(error_code, n)
+    ok = (ec == 0) & _arr(emulated, n, bool)
+    out = [_site("emulate_privop", ok, eip=_arr(next_eip, n, np.uint64))]
+    bad = ~ok
+    rip = _arr(eip, n, np.uint64)
+    return out + _within(bad, inject_event_sites(13, rip[bad], error_code=ec[bad]))
+
+
+def invalid_op_sites(eip: object, forced: object) -> list[Site]:
+    """#UD: the forced-emulation prefix is emulated (FORCED_INVALID_OP at the rip after it);
+    any other #UD is bounced (TRAP 6)."""
+    n = _n(eip, forced)
+    rip, f = _arr(eip, n, np.uint64), _arr(forced, n, bool)
+    out = [_site("forced_invalid_op", f, eip=rip + np.uint64(FORCED_INVALID_OP_LEN))]
+    return out + _within(~f, inject_event_sites(6, rip[~f]))
+
+
+def device_not_available_sites(eip: object, guest_ts: object) -> list[Site]:
+    """#NM: with the guest's virtual CR0.TS set #NM is injected (TRAP 7), else the lazy FPU
+    restore traces MATH_STATE_RESTORE (until Xen removed lazy FPU, 2026)."""
+    n = _n(eip, guest_ts)
+    ts = _arr(guest_ts, n, bool)
+    rip = _arr(eip, n, np.uint64)
+    return [_site("math_state_restore", ~ts)] + _within(ts, inject_event_sites(7, rip[ts]))
+
+
+def shadow_fault_sites(
+    eip: object, addr: object, error_code: object, fixed: object, shadow: object
+) -> list[Site]:
+    """A #PF in a domain: PAGING_FIXUP only when the domain is in PV shadow mode and
+    ``paging_fault`` fixed it; otherwise the fault goes to the guest (PAGE_FAULT)."""
+    n = _n(eip, addr, error_code, fixed, shadow)
+    rip, cr2 = _arr(eip, n, np.uint64), _arr(addr, n, np.uint64)
+    ok = _arr(fixed, n, bool) & _arr(shadow, n, bool)
+    out = [_site("paging_fixup", ok, eip=rip, addr=cr2)]
+    bad = ~ok
+    ec = _arr(error_code, n)[bad]
+    return out + _within(
+        bad, inject_event_sites(TRAP_page_fault, rip[bad], error_code=ec, cr2=cr2[bad])
+    )
+
+
+def ldt_fault_sites(
+    eip: object,
+    offset: object,
+    mapped: object,
+    guest_mode: object,
+    error_code: object = 0,
+    ldt_base: object = 0,
+) -> list[Site]:
+    """A #PF in the vCPU's LDT shadow area: GDT_LDT_MAPPING_FAULT only when the mapping
+    succeeded and the fault came from guest context; an unmappable LDT page faulted from guest
+    mode is bounced as a #PF at ``ldt_base + offset``; from Xen context nothing is traced."""
+    n = _n(eip, offset, mapped, guest_mode, error_code, ldt_base)
+    rip, off = _arr(eip, n, np.uint64), _arr(offset, n, np.uint64)
+    mp, gm = _arr(mapped, n, bool), _arr(guest_mode, n, bool)
+    cr2 = _arr(ldt_base, n, np.uint64) + off
+    out = [_site("gdt_ldt_mapping_fault", mp & gm, eip=rip, offset=off)]
+    bounce = ~mp & gm
+    ec = _arr(error_code, n)[bounce]
+    return out + _within(
+        bounce, inject_event_sites(TRAP_page_fault, rip[bounce], error_code=ec, cr2=cr2[bounce])
+    )
+
+
+def ptwr_sites(addr: object, npte: object, eip: object, size: object = 8) -> list[Site]:
+    """A write to a page-table page emulated: PTWR_EMULATION with the full new PTE and the
+    write's address, aligned down to 8 for a sub-word write."""
+    n = _n(addr, npte, eip, size)
+    a = _arr(addr, n, np.uint64)
+    a = np.where(_arr(size, n) < 8, a & ~np.uint64(7), a)
+    every = np.ones(n, dtype=bool)
+    return [
+        _site(
+            "ptwr_emulation",
+            every,
+            addr=a,
+            npte=_arr(npte, n, np.uint64),
+            eip=_arr(eip, n, np.uint64),
+        )
+    ]
+
+
+def _within(mask: np.ndarray, sites: list[Site]) -> list[Site]:
+    """Sites of a rule run on the operations in ``mask`` only, renumbered to all of them."""
+    where = np.flatnonzero(mask)
+    return [Site(s.point, where[s.sel], s.values) for s in sites]
 
 
 # ---- batched records --------------------------------------------------------------------------
@@ -343,8 +520,14 @@ class Machine:
         """Move system time to ``ns`` (never backwards)."""
         if ns < self.now_ns:
             raise ValueError(f"time goes backwards: {ns} < {self.now_ns}")
+        tsc = self.tsc_at(ns)
+        if tsc > TSC_MAX:
+            raise XentraceError(
+                f"system time {ns} ns would put the TSC at {tsc:#x}, past 2**64-1 "
+                f"(at {self.tsc_hz} Hz from {self.start_tsc:#x})"
+            )
         self.now_ns = ns
-        self.clock.now = self.tsc_at(ns)
+        self.clock.now = tsc
 
     def advance(self, ns: int) -> None:
         """Move system time forward by ``ns`` nanoseconds."""
@@ -355,16 +538,9 @@ class Machine:
         self, domid: int, vcpus: int, width: int = 64, name: str = "", shadow: bool = False
     ) -> Domain:
         """Create a domain whose vCPUs are runnable from now on (no records are emitted)."""
-        if not 0 <= domid < 0x7FF0:
-            raise XentraceError(f"domain id {domid} out of range 0..{0x7FF0 - 1}")
+        check_domain_spec(DomainSpec(domid, vcpus, width, name), self.abi, self.arch)
         if domid in self.domains:
             raise XentraceError(f"domain {domid} already exists")
-        if not 1 <= vcpus <= 4096:
-            raise XentraceError(f"domain {domid}: vcpus must be 1..4096")
-        try:
-            check_combo(self.abi, self.arch, width)
-        except ValueError as e:
-            raise XentraceError(f"domain {domid}: {e}") from None
         d = Domain(domid, DomainSpec(domid, vcpus, width, name).label, width, shadow=shadow)
         for v in range(vcpus):
             d.vcpus.append(
@@ -624,55 +800,43 @@ class Machine:
         cr2: int = 0,
         guest_user: bool = False,
     ) -> None:
-        """``pv_inject_event``: a hardware #PF is traced as PAGE_FAULT (error code's U bit
-        recomputed from the guest's mode); anything else, software interrupts included, TRAP."""
+        """``pv_inject_event`` (see :func:`inject_event_sites`)."""
         self._guest(cpu)
-        if vector == TRAP_page_fault and not software:
-            ec = (error_code & ~PFEC_user_mode) | (PFEC_user_mode if guest_user else 0)
-            self._point(cpu, "page_fault", eip=eip, addr=cr2, error_code=ec)
-            return
-        use_ec = not software and vector in X86_EXC_HAVE_EC
-        self._point(
-            cpu, "trap", eip=eip, trapnr=vector, use_error_code=use_ec, error_code=error_code
+        self._sites(
+            cpu,
+            inject_event_sites(
+                vector,
+                eip,
+                software=software,
+                error_code=error_code,
+                cr2=cr2,
+                guest_user=guest_user,
+            ),
         )
 
     def general_protection(
         self, cpu: int, eip: int, error_code: int, emulated: bool, next_eip: int
     ) -> None:
-        """``do_general_protection``: EMULATE_PRIVOP only for #GP(0) emulated successfully
-        (``next_eip`` = rip after emulation); otherwise the #GP is bounced (TRAP 13)."""
-        if error_code == 0 and emulated:
-            self._guest(cpu)
-            self._point(cpu, "emulate_privop", eip=next_eip)
-        else:
-            self.inject_event(cpu, 13, eip, error_code=error_code)
+        """``do_general_protection`` (see :func:`general_protection_sites`)."""
+        self._guest(cpu)
+        self._sites(cpu, general_protection_sites(eip, error_code, emulated, next_eip))
 
     def invalid_op(self, cpu: int, eip: int, forced: bool) -> None:
-        """#UD: the forced-emulation prefix is emulated (FORCED_INVALID_OP with the rip after
-        it), anything else is bounced as TRAP 6."""
-        if forced:
-            self._guest(cpu)
-            self._point(cpu, "forced_invalid_op", eip=eip + FORCED_INVALID_OP_LEN)
-        else:
-            self.inject_event(cpu, 6, eip)
+        """#UD (see :func:`invalid_op_sites`)."""
+        self._guest(cpu)
+        self._sites(cpu, invalid_op_sites(eip, forced))
 
     def device_not_available(self, cpu: int, eip: int, guest_ts: bool) -> None:
-        """#NM: lazy FPU restore; with the guest's virtual CR0.TS set #NM is injected (TRAP 7),
-        else MATH_STATE_RESTORE (as before Xen removed lazy FPU, 2026)."""
-        if guest_ts:
-            self.inject_event(cpu, 7, eip)
-        else:
-            self._guest(cpu)
-            self._point(cpu, "math_state_restore")
+        """#NM (see :func:`device_not_available_sites`)."""
+        self._guest(cpu)
+        self._sites(cpu, device_not_available_sites(eip, guest_ts))
 
     def shadow_fault(self, cpu: int, eip: int, addr: int, error_code: int, fixed: bool) -> None:
-        """A #PF in a shadow-mode domain: PAGING_FIXUP when ``paging_fault`` fixed it, else
-        the fault goes to the guest (PAGE_FAULT)."""
+        """A #PF while the current domain may be in shadow mode (see
+        :func:`shadow_fault_sites`)."""
         v = self._guest(cpu)
-        if fixed and self.domains[v.domid].shadow:
-            self._point(cpu, "paging_fixup", eip=eip, addr=addr)
-        else:
-            self.inject_event(cpu, TRAP_page_fault, eip, error_code=error_code, cr2=addr)
+        shadow = self.domains[v.domid].shadow
+        self._sites(cpu, shadow_fault_sites(eip, addr, error_code, fixed, shadow))
 
     def ldt_fault(
         self,
@@ -684,34 +848,20 @@ class Machine:
         error_code: int = 0,
         ldt_base: int = 0,
     ) -> None:
-        """A #PF in the vCPU's LDT shadow area: GDT_LDT_MAPPING_FAULT only when the mapping
-        succeeded and the fault came from guest context.  An unmappable LDT page faulted from
-        guest mode goes back to the guest as a #PF at ``ldt_base + offset``; from Xen context
-        the ordinary #PF handling takes over and nothing is traced here."""
+        """A #PF in the vCPU's LDT shadow area (see :func:`ldt_fault_sites`)."""
         self._guest(cpu)
-        if mapped and guest_mode:
-            self._point(cpu, "gdt_ldt_mapping_fault", eip=eip, offset=offset)
-        elif not mapped and guest_mode:
-            self.inject_event(
-                cpu, TRAP_page_fault, eip, error_code=error_code, cr2=ldt_base + offset
-            )
+        self._sites(cpu, ldt_fault_sites(eip, offset, mapped, guest_mode, error_code, ldt_base))
 
     def ptwr(self, cpu: int, addr: int, npte: int, eip: int, size: int = 8) -> None:
-        """A write to a page-table page emulated: PTWR_EMULATION with the PTE address (aligned
-        down to 8 for a sub-word write) and the full new PTE."""
+        """A page-table write emulated (see :func:`ptwr_sites`)."""
         self._guest(cpu)
-        if size < 8:
-            addr &= ~7
-        self._point(cpu, "ptwr_emulation", npte=npte, addr=addr, eip=eip)
+        self._sites(cpu, ptwr_sites(addr, npte, eip, size))
 
-    def _point(self, cpu: int, point: str, **values: int) -> None:
-        if self.batch is None:
-            getattr(self.pv, point)(cpu, **values)
-            return
-        if point == "trap":
-            if self.abi == ABI_XEN4 and not values["use_error_code"]:
-                values["error_code"] = -1  # X86_EVENT_NO_EC
-            values["use_error_code"] = int(bool(values["use_error_code"]))
-        if point == "ptwr_emulation":
-            values["pte"] = values.pop("npte")
-        self._pv(cpu, point, **values)
+    def _sites(self, cpu: int, sites: list[Site]) -> None:
+        """Emit, at once through the PV trace points, the records of one operation."""
+        if self.batch is not None:
+            raise RuntimeError("guest operations in batch mode go through the workload's bulk path")
+        for site in sites:
+            for k in range(len(site.sel)):
+                values = {name: int(v[k]) for name, v in site.values.items()}
+                getattr(self.pv, site.point)(cpu, **values)

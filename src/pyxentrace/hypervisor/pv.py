@@ -28,6 +28,46 @@ from pyxentrace.hypervisor.trace import TraceBuffers
 X86_EVENT_NO_EC = -1
 
 
+def trap_error_code(abi: str, use_error_code, error_code):
+    """The error code a TRAP record carries (scalars or arrays).
+
+    xen-4: ``X86_EVENT_NO_EC`` (-1, so the TE word's high half reads 0xffff) when the event has
+    no error code; the seed traced the error-code register whatever ``use_error_code`` said.
+    """
+    if abi != ABI_XEN4:
+        return error_code
+    if np.ndim(use_error_code) == 0 and np.ndim(error_code) == 0:
+        return error_code if use_error_code else X86_EVENT_NO_EC
+    return np.where(np.asarray(use_error_code, dtype=bool),
+                    np.asarray(error_code, dtype=np.int64), X86_EVENT_NO_EC)
+
+
+def record_values(abi: str, point: str, values: dict[str, np.ndarray | int],
+                  n: int) -> tuple[str | None, dict[str, np.ndarray]]:
+    """Arguments of a :class:`PVTracer` method (``n`` calls, arrays or scalars) -> the layout
+    point and its field values, as those methods encode them; ``(None, {})`` when the ABI
+    has no record for it (the seed's multicall entries)."""
+    vals = {k: v if isinstance(v, np.ndarray) and v.shape == (n,)
+            else np.broadcast_to(np.asarray(v), (n,)) for k, v in values.items()}
+    if point == "hypercall":
+        if abi == ABI_SEED:
+            return "hypercall", {"eip": vals.get("eip", np.zeros(n, np.int64)),
+                                 "eax": vals["op"]}
+        return "hypercall_v2", {k: v for k, v in vals.items() if k != "eip"}
+    if point == "multicall_call":
+        return (None, {}) if abi == ABI_SEED else ("hypercall_subcall", vals)
+    if point == "trap":
+        uec = vals["use_error_code"].astype(bool)
+        ec = vals.get("error_code", np.zeros(n, np.int64)).astype(np.int64)
+        return "trap", {"eip": vals["eip"], "trapnr": vals["trapnr"],
+                        "use_error_code": uec.astype(np.int64),
+                        "error_code": trap_error_code(abi, uec, ec)}
+    if point == "ptwr_emulation":
+        return "ptwr_emulation", {"pte": vals["npte"], "addr": vals["addr"],
+                                  "eip": vals["eip"]}
+    return point, vals
+
+
 class PVTracer:
     """PV trace points of one hypervisor build (``abi``, ``arch``) over ``tb``'s buffers."""
 
@@ -77,10 +117,8 @@ class PVTracer:
         """
         if not self.tb.tb_init_done:
             return
-        if self.abi == ABI_XEN4 and not use_error_code:
-            error_code = X86_EVENT_NO_EC
         self._emit(cpu, "trap", eip=eip, trapnr=trapnr, use_error_code=int(bool(use_error_code)),
-                   error_code=error_code)
+                   error_code=trap_error_code(self.abi, bool(use_error_code), error_code))
 
     def page_fault(self, cpu: int, eip: int, addr: int, error_code: int) -> None:
         """A #PF bounced to the guest (``eip`` = the guest's rip, ``addr`` = CR2)."""
@@ -136,7 +174,7 @@ class PVTracer:
         tsc = np.asarray(tsc, dtype=np.uint64)
         n = tsc.shape[0]
         cpus_a = np.ascontiguousarray(np.broadcast_to(cpus, (n,)), dtype=np.int64)
-        lay_point, vals = self._bulk_values(point, values, n)
+        lay_point, vals = record_values(self.abi, point, values, n)
         if lay_point is None:
             return
         widths = np.array([self.tb.current(c)[2] for c in range(self.tb.nr_cpu_ids)])[cpus_a]
@@ -150,26 +188,3 @@ class PVTracer:
             events[sel], words[sel], extra[sel] = ev, wd, ex
         events |= np.uint32(TRC_HD_CYCLE_FLAG)
         self.tb.trace_bulk(cpus_a, events, extra, words, tsc)
-
-    def _bulk_values(self, point: str, values: dict[str, np.ndarray | int],
-                     n: int) -> tuple[str | None, dict[str, np.ndarray]]:
-        vals = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in values.items()}
-        if point == "hypercall":
-            if self.abi == ABI_SEED:
-                return "hypercall", {"eip": vals.get("eip", np.zeros(n, np.int64)),
-                                     "eax": vals["op"]}
-            return "hypercall_v2", {k: v for k, v in vals.items() if k != "eip"}
-        if point == "multicall_call":
-            return (None, {}) if self.abi == ABI_SEED else ("hypercall_subcall", vals)
-        if point == "trap":
-            uec = vals["use_error_code"].astype(bool)
-            ec = vals.get("error_code", np.zeros(n, np.int64)).astype(np.int64)
-            if self.abi == ABI_XEN4:
-                ec = np.where(uec, ec, X86_EVENT_NO_EC)
-            return "trap", {"eip": vals["eip"], "trapnr": vals["trapnr"],
-                            "use_error_code": uec.astype(np.int64), "error_code": ec}
-        if point == "ptwr_emulation":
-            return "ptwr_emulation", {"pte": vals["npte"], "addr": vals["addr"],
-                                      "eip": vals["eip"]}
-        return point, vals
-

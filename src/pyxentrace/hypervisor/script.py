@@ -4,6 +4,7 @@ Operations (values are unsigned integers unless noted)::
 
     {"op":"domain","domid":1,"width":64,"vcpus":2}          # no record; vCPUs runnable
     {"op":"schedule","pcpu":0,"domid":1,"vcpu":0}            # the scheduler records
+    {"op":"schedule","pcpu":0,"domid":32767,"vcpu":0}        # back to pCPU 0's idle vCPU
     {"op":"hypercall","pcpu":0,"nr":26,"args":[0,1,0,0,0,0],"eip":...}
     {"op":"multicall","pcpu":0,"calls":[{"nr":24,"args":[0,1,0,0,0,0]}]}
     {"op":"trap","pcpu":0,"vector":13,"eip":...,"use_error_code":true,"error_code":0}
@@ -66,6 +67,9 @@ SCHEMA: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 #: Largest value of each integer field (the rest: 64 bits).
 _LIMITS = {"domid": 0x7FEF, "vcpu": 4095, "vcpus": 4096, "nr": U64, "vector": 255, "pcpu": 255}
+#: Ops that may name the idle domain (DOMID_IDLE, vCPU = the pCPU): only the scheduler can
+#: run an idle vCPU; it is never blocked (wake) and is not a domain one creates.
+_IDLE_OK = frozenset({"schedule"})
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,16 @@ def _check_fields(line: int, op: str, obj: dict[str, Any], path: str | None) -> 
             if v not in (32, 64) or isinstance(v, bool):
                 raise _fail(line, f"width must be 32 or 64, got {json.dumps(v)}", path)
             out[k] = v
+        elif k == "domid" and op in _IDLE_OK and v == DOMID_IDLE and not isinstance(v, bool):
+            out[k] = v
+        elif k == "domid":
+            try:
+                out[k] = _uint(line, k, v, path, _LIMITS[k])
+            except XentraceError:
+                idle = f" (or {DOMID_IDLE}, the idle domain)" if op in _IDLE_OK else ""
+                raise _fail(
+                    line, f"domid {json.dumps(v)} out of range 0..{_LIMITS[k]}{idle}", path
+                ) from None
         else:
             out[k] = _uint(line, k, v, path, _LIMITS.get(k, U64))
     return out

@@ -32,16 +32,23 @@ from pyxentrace.errors import XentraceError
 from pyxentrace.format.pv_layouts import ABI_SEED, encode_array, layout
 from pyxentrace.format.record import TRC_HD_CYCLE_FLAG
 from pyxentrace.hypervisor.machine import (
-    FORCED_INVALID_OP_LEN,
     NR_HYPERCALLS_SEED,
     VCPU,
-    X86_EXC_HAVE_EC,
     Batch,
     DomainSpec,
     Machine,
-    PFEC_user_mode,
+    Site,
+    TRAP_page_fault,
+    device_not_available_sites,
+    general_protection_sites,
+    inject_event_sites,
+    invalid_op_sites,
+    ldt_fault_sites,
     parse_domains,
+    ptwr_sites,
+    shadow_fault_sites,
 )
+from pyxentrace.hypervisor.pv import record_values
 
 # Hypercall numbers used below (xen/include/public/xen.h).
 MMU_UPDATE, STACK_SWITCH, FPU_TASKSWITCH, UPDATE_DESCRIPTOR = 1, 3, 5, 10
@@ -430,7 +437,9 @@ class WorkloadRunner:
         nxt = self._pop()
         if nxt is None:
             if reason != "wake":
+                self._close(cpu)
                 m.schedule(cpu, prev)  # continues: INFCONT + CONTINUE_RUNNING (xen-4)
+                self._resume(cpu)
                 if reason == "yield":
                     beh = self._beh[prev]
                     self._push(m.now_ns + self._exp_ns(beh.burst_us), _BURST_END, (prev, prev.gen))
@@ -446,6 +455,7 @@ class WorkloadRunner:
             return
         m, cpu, beh = self.m, v.running_on, self._beh[v]
         eip = self._hypercall_eip(v, SCHED_OP)
+        self._close(cpu)
         if self.rng.random() < beh.p_block:
             m.hypercall(cpu, SCHED_OP, (SCHEDOP_block,), eip)
             m.block(cpu)
@@ -456,11 +466,15 @@ class WorkloadRunner:
             m.hypercall(cpu, SCHED_OP, (SCHEDOP_yield,), eip)
             m.yield_(cpu)
             self._schedule(cpu, "yield")
+        self._resume(cpu)
 
     def _wake(self, v: VCPU) -> None:
         if v.paused or not v.blocked:
             return
+        # The WAKE record goes on v's last pCPU, maybe in the middle of another vCPU's run.
+        self._close(v.processor)
         self.m.wake(v)
+        self._resume(v.processor)
         self.stats.wakes += 1
         self._enqueue(v, boosted=True)
         self._place(v)
@@ -483,6 +497,14 @@ class WorkloadRunner:
         return (HYPERCALL_PAGE_64 if v.width == 64 else HYPERCALL_PAGE_32) + 32 * nr
 
     # ---- running intervals -> guest operations -------------------------------------------
+    # A running interval ends wherever its pCPU emits scheduler records (a switch, a
+    # continuation, a sched_op, a WAKE) and resumes after them, so that guest operations,
+    # drawn strictly inside intervals, never land between records Xen emits back to back.
+    def _resume(self, cpu: int) -> None:
+        """Reopen ``cpu``'s interval after the records just emitted (if a guest runs)."""
+        if self._run_start[cpu] is not None:
+            self._run_start[cpu] = max(self.m.tsc_at(self.m.now_ns), self.m.last_tsc)
+
     def _close(self, cpu: int) -> None:
         start = self._run_start[cpu]
         if start is not None:
@@ -610,7 +632,15 @@ class WorkloadRunner:
 
 
 class _GuestOps:
-    """Guest operations for the running intervals of one (behaviour, width, shadow) group."""
+    """Guest operations for the running intervals of one (behaviour, width, shadow) group.
+
+    Every operation is drawn at a TSC strictly inside a running interval (the runner cuts the
+    intervals wherever the pCPU emits scheduler records), and each multicall's span - its
+    hypercall record and its sub-calls - is cut out of the interval before anything else is
+    drawn, so no other record lands inside a multicall (Xen runs it without returning to the
+    guest).  Which trace point an operation reaches, and with which values, is decided by the
+    machine's call-site rules (:func:`~.machine.general_protection_sites` and friends).
+    """
 
     def __init__(
         self,
@@ -631,32 +661,72 @@ class _GuestOps:
         self.start = np.array([it[2] for it in items], dtype=np.int64) + margin
         self.span = np.array([it[3] for it in items], dtype=np.int64) - margin - self.start
         self.secs = np.maximum(self.span, 0) / self.m.tsc_hz
+        # Spans cut out of the intervals (multicalls): interval, compressed start, length.
+        self.free = np.maximum(self.span, 0)
+        self._base = self._free_base()
+        self._cut_iv = np.zeros(0, np.int64)
+        self._cut_gc = np.zeros(0, np.int64)
+        self._cut_cum = np.zeros(1, np.int64)
+
+    # ---- times -----------------------------------------------------------------------------
+    def _free_base(self) -> np.ndarray:
+        """Offset of each interval's free time in the concatenation of all of them."""
+        return np.concatenate([[0], np.cumsum(self.free)[:-1]]).astype(np.int64)
+
+    def _cut_out(self, iv: np.ndarray, cstart: np.ndarray, length: np.ndarray) -> None:
+        """Remove spans from the intervals: ``cstart`` is where each starts in its interval's
+        free time (sorted by interval then ``cstart``), ``length`` its TSC length."""
+        self.free = self.free - np.bincount(iv, weights=length, minlength=len(self.free)).astype(
+            np.int64
+        )
+        self._base = self._free_base()
+        self._cut_iv = iv
+        self._cut_first = np.searchsorted(iv, np.arange(len(self.free)), side="left")
+        self._cut_gc = self._base[iv] + cstart
+        self._cut_cum = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
 
     def _draw(self, rate: float) -> tuple[np.ndarray, np.ndarray]:
-        """Poisson counts per interval -> (interval index, TSC) of each operation."""
+        """Poisson counts per interval (``rate`` per second of running time) -> (interval
+        index, TSC) of each operation, uniform over the interval's free time."""
         if rate <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        n = self.rng.poisson(rate * self.secs)
+        n = np.where(self.free > 0, self.rng.poisson(rate * self.secs), 0)
         idx = np.repeat(np.arange(len(n)), n)
-        tsc = self.start[idx] + (self.rng.random(len(idx)) * self.span[idx]).astype(np.int64)
-        return idx, tsc
+        u = (self.rng.random(len(idx)) * self.free[idx]).astype(np.int64)
+        if len(self._cut_iv):
+            # Every cut of this interval that starts at or before u pushes u past it.
+            k = np.searchsorted(self._cut_gc, self._base[idx] + u, side="right")
+            u = u + self._cut_cum[k] - self._cut_cum[self._cut_first[idx]]
+        return idx, self.start[idx] + u
 
+    # ---- records ---------------------------------------------------------------------------
     def _add(
-        self, batch: Batch, point: str, idx: np.ndarray, tsc: np.ndarray, **values: np.ndarray | int
+        self, batch: Batch, point: str, idx: np.ndarray, tsc: np.ndarray, **values: object
     ) -> None:
-        if not len(idx):
+        """Records of trace point ``point`` (a :class:`~.pv.PVTracer` method and its
+        arguments), encoded as that method encodes them."""
+        n = len(idx)
+        if not n:
             return
         m = self.m
-        if point == "math_state_restore":
-            ev = layout(point, m.abi, m.arch, self.width).event
-            events = np.full(len(idx), ev, np.uint32)
-            words, extra = np.zeros((len(idx), 7), np.uint32), np.zeros(len(idx), np.int64)
+        lay_point, vals = record_values(m.abi, point, values, n)  # type: ignore[arg-type]
+        if lay_point is None:
+            return
+        if lay_point == "math_state_restore":
+            ev = layout(lay_point, m.abi, m.arch, self.width).event
+            events = np.full(n, ev, np.uint32)
+            words, extra = np.zeros((n, 7), np.uint32), np.zeros(n, np.int64)
         else:
-            events, words, extra = encode_array(point, m.abi, m.arch, self.width, **values)
-            events = np.broadcast_to(events, (len(idx),))
+            events, words, extra = encode_array(lay_point, m.abi, m.arch, self.width, **vals)
+            events = np.broadcast_to(events, (n,))
         batch.add_arrays(
             self.cpu[idx], tsc, events | np.uint32(TRC_HD_CYCLE_FLAG), extra, words, self.cur[idx]
         )
+
+    def _sites(self, batch: Batch, idx: np.ndarray, tsc: np.ndarray, sites: list[Site]) -> None:
+        """The records the call-site rules chose for operations ``idx`` at ``tsc``."""
+        for s in sites:
+            self._add(batch, s.point, idx[s.sel], tsc[s.sel], **s.values)
 
     def _ktext(self, n: int, kind: str = "kernel") -> np.ndarray:
         addr, p = self.r.sites(kind, self.width)
@@ -667,16 +737,16 @@ class _GuestOps:
 
     def emit(self, batch: Batch) -> None:
         b = self.beh
+        self._multicalls(batch)  # first: their spans are cut out of the intervals
         self._hypercalls(batch)
-        self._multicalls(batch)
         if b.privop:
             idx, tsc = self._draw(b.privop)
             eip = self._ktext(len(idx), "privop")
-            fail = self.rng.random(len(idx)) < b.privop_fail
-            ok = ~fail
-            # do_general_protection: #GP(0) emulated -> EMULATE_PRIVOP at the rip after it.
-            self._add(batch, "emulate_privop", idx[ok], tsc[ok], eip=eip[ok] + 2)
-            self._trap(batch, idx[fail], tsc[fail], 13, eip[fail], error_code=0)
+            emulated = self.rng.random(len(idx)) >= b.privop_fail
+            # #GP(0) on a privileged instruction; the rip after it is 2 bytes on.
+            self._sites(
+                batch, idx, tsc, general_protection_sites(eip, 0, emulated, eip + np.uint64(2))
+            )
         if b.ptwr:
             idx, tsc = self._draw(b.ptwr)
             n = len(idx)
@@ -684,87 +754,44 @@ class _GuestOps:
             addr = np.uint64(base) + (self.rng.integers(0, 1 << 26, n) * 8).astype(np.uint64)
             mfn = self.rng.integers(0x1000, 0x400000, n).astype(np.uint64)
             npte = (mfn << np.uint64(12)) | np.uint64(0x67 | nx)
-            self._add(
-                batch, "ptwr_emulation", idx, tsc, pte=npte, addr=addr, eip=self._ktext(n, "ptwr")
-            )
+            self._sites(batch, idx, tsc, ptwr_sites(addr, npte, self._ktext(n, "ptwr")))
         if b.page_fault:
             idx, tsc = self._draw(b.page_fault)
             self._page_faults(batch, idx, tsc)
         for vector, rate in sorted(b.traps.items()):
             idx, tsc = self._draw(rate)
             ec = self.rng.integers(0, 0x100, len(idx)) * 8 if vector == 13 else 0
-            self._trap(batch, idx, tsc, vector, self._utext(len(idx)), error_code=ec)
+            sites = inject_event_sites(vector, self._utext(len(idx)), error_code=ec)
+            self._sites(batch, idx, tsc, sites)
         for vector, rate in sorted(b.soft_ints.items()):
             idx, tsc = self._draw(rate)
-            self._trap(batch, idx, tsc, vector, self._utext(len(idx)), software=True)
+            sites = inject_event_sites(vector, self._utext(len(idx)), software=True)
+            self._sites(batch, idx, tsc, sites)
         if b.forced_invalid_op:
             idx, tsc = self._draw(b.forced_invalid_op)
-            self._add(
-                batch,
-                "forced_invalid_op",
-                idx,
-                tsc,
-                eip=self._utext(len(idx)) + FORCED_INVALID_OP_LEN,
-            )
+            self._sites(batch, idx, tsc, invalid_op_sites(self._utext(len(idx)), True))
         if b.math_state_restore:
             idx, tsc = self._draw(b.math_state_restore)
-            self._add(batch, "math_state_restore", idx, tsc)
+            self._sites(batch, idx, tsc, device_not_available_sites(np.zeros(len(idx)), False))
         if b.nm_injected:
             idx, tsc = self._draw(b.nm_injected)
-            self._trap(batch, idx, tsc, 7, self._utext(len(idx)))
+            self._sites(batch, idx, tsc, device_not_available_sites(self._utext(len(idx)), True))
         if b.paging_fixup and self.shadow:
             idx, tsc = self._draw(b.paging_fixup)
             n = len(idx)
             heap = UHEAP_64 if self.width == 64 else UHEAP_32
-            self._add(
-                batch,
-                "paging_fixup",
-                idx,
-                tsc,
-                eip=self._utext(n),
-                addr=heap + self.rng.integers(0, 1 << 24, n) * 8,
-            )
+            addr = heap + self.rng.integers(0, 1 << 24, n) * 8
+            sites = shadow_fault_sites(self._utext(n), addr, 0x2, True, self.shadow)
+            self._sites(batch, idx, tsc, sites)
         if b.ldt_fault:
             idx, tsc = self._draw(b.ldt_fault)
-            self._add(
-                batch,
-                "gdt_ldt_mapping_fault",
-                idx,
-                tsc,
-                eip=self._utext(len(idx)),
-                offset=self.rng.integers(0, 8192, len(idx)) * 8,
-            )
-
-    def _trap(
-        self,
-        batch: Batch,
-        idx: np.ndarray,
-        tsc: np.ndarray,
-        vector: int,
-        eip: np.ndarray,
-        error_code: np.ndarray | int = 0,
-        software: bool = False,
-    ) -> None:
-        """``pv_inject_event`` for a non-#PF event (TRAP record)."""
-        if not len(idx):
-            return
-        use_ec = (not software) and vector in X86_EXC_HAVE_EC
-        ec = np.broadcast_to(np.asarray(error_code, np.int64), (len(idx),))
-        if self.m.abi != ABI_SEED and not use_ec:
-            ec = np.full(len(idx), -1, np.int64)  # X86_EVENT_NO_EC
-        self._add(
-            batch,
-            "trap",
-            idx,
-            tsc,
-            eip=eip,
-            trapnr=vector,
-            use_error_code=int(use_ec),
-            error_code=ec,
-        )
+            n = len(idx)
+            offset = self.rng.integers(0, 8192, n) * 8
+            sites = ldt_fault_sites(self._utext(n), offset, mapped=True, guest_mode=True)
+            self._sites(batch, idx, tsc, sites)
 
     def _page_faults(self, batch: Batch, idx: np.ndarray, tsc: np.ndarray) -> None:
-        """Hardware #PF bounced to the guest: PAGE_FAULT with the U bit of the guest's mode."""
+        """Hardware #PF bounced to the guest, from user mode (80 %) or kernel mode."""
         n = len(idx)
         if not n:
             return
@@ -772,9 +799,9 @@ class _GuestOps:
         heap = UHEAP_64 if self.width == 64 else UHEAP_32
         addr = heap + self.rng.integers(0, 1 << 28, n) * 8
         ec = self.rng.choice(np.array([0, 1, 2, 3, 0x10]), n, p=[0.45, 0.2, 0.2, 0.1, 0.05])
-        ec = (ec & ~PFEC_user_mode) | np.where(user, PFEC_user_mode, 0)
         eip = np.where(user, self._utext(n), self._ktext(n))
-        self._add(batch, "page_fault", idx, tsc, eip=eip, addr=addr, error_code=ec)
+        sites = inject_event_sites(TRAP_page_fault, eip, error_code=ec, cr2=addr, guest_user=user)
+        self._sites(batch, idx, tsc, sites)
 
     def _mix(self, weights: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
         items = [
@@ -822,38 +849,55 @@ class _GuestOps:
         idx: np.ndarray,
         tsc: np.ndarray,
         nr: np.ndarray,
-        kind: str,
+        point: str,
         args: dict[str, np.ndarray] | None = None,
     ) -> None:
-        m = self.m
-        if m.abi == ABI_SEED:
-            base = np.uint64(HYPERCALL_PAGE_64 if self.width == 64 else HYPERCALL_PAGE_32)
-            self._add(batch, "hypercall", idx, tsc, eip=base + (32 * nr).astype(np.uint64), eax=nr)
-            return
-        if args is None:
+        """``point``: ``hypercall`` (an entry from the guest's hypercall page) or
+        ``multicall_call`` (a multicall entry)."""
+        if self.m.abi == ABI_SEED:  # v1 records: [eip][eax], the call's hypercall-page slot
+            page = np.uint64(HYPERCALL_PAGE_64 if self.width == 64 else HYPERCALL_PAGE_32)
+            args = {"eip": page + (32 * nr).astype(np.uint64)}
+        elif args is None:
             args = self._args(nr, self.vid[idx])
-        point = "hypercall_v2" if kind == "hypercall" else "hypercall_subcall"
         self._add(batch, point, idx, tsc, op=nr, **args)
 
     def _multicalls(self, batch: Batch) -> None:
+        """Multicalls at non-overlapping spans: the hypercall record, then one sub-call per
+        entry ``spacing`` cycles apart; each span is then cut out of its interval."""
         b = self.beh
         if not b.multicalls:
             return
-        idx, tsc = self._draw(b.multicalls)
-        n = len(idx)
-        if not n:
+        counts = self.rng.poisson(b.multicalls * self.secs)
+        idx = np.repeat(np.arange(len(counts)), counts)
+        if not len(idx):
             return
-        entries = np.minimum(1 + self.rng.poisson(max(b.multicall_entries - 1, 0), n), 32)
-        top = np.full(n, MULTICALL, np.int64)
+        entries = np.minimum(1 + self.rng.poisson(max(b.multicall_entries - 1, 0), len(idx)), 32)
+        spacing = max(1, self.r._margin // 64)
+        length = entries.astype(np.int64) * spacing + 1
+        # Keep, per interval, the multicalls that fit end to end.
+        cum = np.cumsum(length)
+        first = np.searchsorted(idx, idx, side="left")
+        keep = cum - np.concatenate([[0], cum])[first] <= self.span[idx]
+        idx, entries, length = idx[keep], entries[keep], length[keep]
+        total = np.bincount(idx, weights=length, minlength=len(self.span)).astype(np.int64)
+        slack = self.span - total
+        # Uniform starts in the interval with the spans squeezed out, then laid end to end.
+        p = (self.rng.random(len(idx)) * (slack[idx] + 1)).astype(np.int64)
+        order = np.lexsort((p, idx))
+        idx, entries, length, p = idx[order], entries[order], length[order], p[order]
+        cum0 = np.concatenate([[0], np.cumsum(length)])
+        before = cum0[:-1] - cum0[np.searchsorted(idx, idx, side="left")]
+        tsc = self.start[idx] + p + before
+        self._cut_out(idx, p, length)
+        n = len(idx)
         args = {f"arg{i}": np.zeros(n, np.int64) for i in range(6)}
         args["arg1"] = entries.astype(np.int64)
-        self._emit_hypercalls(batch, idx, tsc, top, "hypercall", args)
+        self._emit_hypercalls(batch, idx, tsc, np.full(n, MULTICALL, np.int64), "hypercall", args)
         if self.m.abi == ABI_SEED:
             return
         nrs, w = self._mix(b.multicall_mix)
         sub_idx = np.repeat(idx, entries)
         pos = np.arange(len(sub_idx)) - np.repeat(np.cumsum(entries) - entries, entries)
-        spacing = max(1, self.r._margin // 64)
         sub_tsc = np.repeat(tsc, entries) + (pos + 1) * spacing
         sub_nr = nrs[self.rng.choice(len(nrs), len(sub_idx), p=w / w.sum())]
-        self._emit_hypercalls(batch, sub_idx, sub_tsc, sub_nr, "subcall")
+        self._emit_hypercalls(batch, sub_idx, sub_tsc, sub_nr, "multicall_call")

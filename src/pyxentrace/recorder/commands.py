@@ -1,11 +1,13 @@
 """Click commands ``record``, ``simulate`` and ``demo``: thin shells over the recorder library.
 
-Exit status: 0 ok, 1 bad input or a failed run (one line on stderr), 2 usage, 130 Ctrl-C.
+Exit status: 0 ok, 1 bad input or a failed run (one line on stderr), 2 usage, 130 Ctrl-C,
+143/129 when ``simulate`` or ``demo`` is stopped by SIGTERM/SIGHUP (the file is still valid).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from pyxentrace.recorder.options import (
     POLL_SLEEP_MILLIS,
     OptionError,
     RecorderOptions,
+    check_model_name,
     parse_count,
     parse_cpu_mask,
     parse_evt_mask,
@@ -187,6 +190,7 @@ def _build_options(
     help="Metadata sidecar path (default OUTPUT.meta.json; none for stdout).",
 )
 @click.option("--ready-fd", "ready_fd", type=int, hidden=True)
+@click.option("--parent-fd", "parent_fd", type=int, hidden=True)
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 @guarded
 def record_cmd(
@@ -195,6 +199,7 @@ def record_cmd(
     xen: bool,
     meta: str | None,
     ready_fd: int | None,
+    parent_fd: int | None,
     quiet: bool,
     log_thresh: str | None,
     **kw: Any,
@@ -219,7 +224,8 @@ def record_cmd(
             "nothing to record: give --model NAME (a simulated hypervisor, "
             "see `pyxentrace simulate --no-record`) or --xen"
         )
-    stats, path = _record_model(model, output, opts, meta_path, ready_fd)
+    check_model_name(model)
+    stats, path = _record_model(model, output, opts, meta_path, ready_fd, parent_fd)
     if not quiet:
         click.echo(
             f"pyxentrace: recorded {stats.windows:,} windows, {stats.bytes:,} bytes of "
@@ -234,19 +240,24 @@ def _record_model(
     opts: RecorderOptions,
     meta_path: str | None,
     ready_fd: int | None,
+    parent_fd: int | None = None,
 ) -> tuple[Any, str]:
     from pyxentrace.hypervisor.control import TraceControl
-    from pyxentrace.recorder.daemon import Recorder
+    from pyxentrace.recorder.daemon import Recorder, check_memory_buffer
     from pyxentrace.recorder.output import TraceOutput
 
     try:
         ctl = TraceControl.attach(model)
     except FileNotFoundError:
         raise XentraceError(f"no simulated hypervisor named {model!r} is running") from None
+    except OSError as e:
+        raise XentraceError(f"cannot attach to the model {model!r}: {e.strerror or e}") from None
+    rec = None
     try:
+        check_memory_buffer(ctl, opts)  # before the output file is created or truncated
         out = TraceOutput(output, opts.reserve_mb)
         try:
-            rec = Recorder(ctl, out, opts, meta_path)
+            rec = Recorder(ctl, out, opts, meta_path, parent_fd=parent_fd)
             try:
                 rec.setup()
 
@@ -262,6 +273,21 @@ def _record_model(
             out.close()
     finally:
         ctl.close()
+        if rec is not None and rec.parent_exited:
+            # simulate died without stopping us: nobody else will remove what it left.
+            from pyxentrace.recorder.simulate import remove_model
+
+            remove_model(model)
+
+
+def parse_record_args(args: list[str]) -> RecorderOptions:
+    """Recorder options from ``record`` command-line arguments, parsed by ``record`` itself
+    (:class:`OptionError` for anything it would refuse)."""
+    try:
+        ctx = record_cmd.make_context("pyxentrace record", list(args))
+    except click.ClickException as e:
+        raise OptionError(f"recorder arguments {' '.join(args)!r}: {e.format_message()}") from None
+    return _build_options(**ctx.params)[0]
 
 
 # ---- simulate ---------------------------------------------------------------------------------
@@ -368,11 +394,27 @@ class _Bar:
         self.progress.update(self.task, completed=done / total if total else 1.0, where=where)
 
 
-def _run_simulation(cfg: Any, label: str, quiet: bool) -> Any:
-    from pyxentrace.recorder.simulate import simulate
+def _check_domains(spec: str, abi: str, arch: str) -> None:
+    """``--domains``: syntax and values, as a usage error."""
+    from pyxentrace.hypervisor.machine import check_domain_spec, parse_domains
 
-    with _Bar(label, quiet) as bar:
-        return simulate(cfg, bar)
+    try:
+        for d in parse_domains(spec):
+            check_domain_spec(d, abi, arch)
+    except XentraceError as e:
+        raise click.UsageError(f"--domains: {e}") from None
+
+
+def _run_simulation(cfg: Any, label: str, quiet: bool) -> Any:
+    from pyxentrace.recorder.simulate import Terminated, simulate
+
+    try:
+        with _Bar(label, quiet) as bar:
+            return simulate(cfg, bar)
+    except Terminated as e:
+        where = f"; {cfg.output} is valid up to where the recorder stopped" if cfg.output else ""
+        warn(f"stopped by {e}{where}")
+        sys.exit(128 + e.signum)
 
 
 def _report(res: Any, label: str) -> None:
@@ -446,10 +488,16 @@ def simulate_cmd(
         raise click.UsageError("--no-record writes no file: the external recorder names it")
     if speed < 0 or tsc_hz <= 0:
         raise click.UsageError("--speed must be >= 0 and --tsc-hz positive")
+    if not math.isfinite(duration) or duration <= 0:
+        raise click.UsageError(f"--duration must be a positive number of seconds, got {duration}")
     try:
         check_combo(abi, arch)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if domains is not None:
+        _check_domains(domains, abi, arch)
+    if model is not None:
+        check_model_name(model)
     _build_options(**kw)  # validate before starting anything
     rec_args: list[str] = ["-q"]
     for flag, key in (

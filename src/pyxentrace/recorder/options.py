@@ -6,6 +6,8 @@
 * ``-c``: ``0x...`` (low 32 bits), ``all``, or a list ``a-b,c,-n,n-`` (``n-`` and ``n-0`` mean
   n to the last CPU).  Unlike xentrace an empty element (``1,,2``) is an error, not CPU 0.
 * ``-M``: bytes with an optional suffix ``K``/``k`` (KiB), ``M``/``m`` (MiB), ``G``/``g`` (GiB).
+* ``--model NAME``: 1 to 200 characters ``A-Z a-z 0-9 _ . -``, not starting with ``.`` or
+  ``-`` (it names ``/dev/shm/NAME``, ``NAME-tbuf`` and files in the temporary directory).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _SUFFIX = {
     "g": 1 << 30,
     "G": 1 << 30,
 }
+MODEL_NAME_MAX = 200
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _STRTOL = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
@@ -58,6 +62,17 @@ def strtol(text: str, what: str) -> int:
     else:
         value = int(digits)
     return -value if sign == "-" else value
+
+
+def check_model_name(name: str) -> str:
+    """A simulated hypervisor's name, usable for its shared memory and files."""
+    if not _MODEL_NAME.fullmatch(name) or len(name) > MODEL_NAME_MAX:
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise OptionError(
+            f"invalid model name {shown!r}: 1 to {MODEL_NAME_MAX} characters from "
+            "A-Z a-z 0-9 _ . - (not starting with . or -)"
+        )
+    return name
 
 
 def parse_count(text: str, what: str, minimum: int = 0) -> int:

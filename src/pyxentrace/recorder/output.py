@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pyxentrace.errors import XentraceError
 from pyxentrace.format.record import CPU_CHANGE_HEADER, CPU_CHANGE_SIZE
+from pyxentrace.recorder.walk import Tally, tally
 
 Chunk = bytes | bytearray | memoryview
 
@@ -145,6 +146,8 @@ class MemoryRing:
         self.windows: deque[bytes] = deque()
         self.dropped_windows = 0
         self.dropped_bytes = 0
+        #: Per CPU, the records in the windows dropped (counted, since they never reach the file).
+        self.dropped: dict[int, Tally] = {}
 
     def check(self, data_size: int) -> None:
         """Refuse a ring that cannot hold the largest possible window."""
@@ -167,6 +170,8 @@ class MemoryRing:
             self.used -= len(old)
             self.dropped_windows += 1
             self.dropped_bytes += len(old)
+            (old_cpu,) = struct.unpack_from("<i", old, 4)
+            self.dropped.setdefault(old_cpu, Tally()).__iadd__(tally([old[CPU_CHANGE_SIZE:]]))
         self.windows.append(data)
         self.used += len(data)
 

@@ -6,23 +6,34 @@ attaches by name, allocates and maps the buffers, and drains them into the trace
 xentrace would.  At the end of a profile run every domain is paused (once the recorder has
 drained any backlog that still owes a LOST_RECORDS record), the recorder is sent SIGTERM, and
 it disables tracing, drains once more and writes the sidecar.
+
+Stopping: SIGINT, SIGTERM and SIGHUP unwind the run (:class:`Terminated` for the last two), so
+the recorder is stopped (it drains and writes a valid file) and the model's shared memory and
+files are removed.  The recorder also holds the read end of a pipe from this process: if this
+process dies without cleaning up (SIGKILL), the pipe closes, and the recorder drains, writes
+its file and removes what the model left.  Each ``simulate`` first removes what dead earlier
+runs left behind (names ``pyxentrace-<pid>-...`` and ``pyxentrace-sim-<pid>`` whose process no
+longer exists).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyxentrace.errors import XentraceError
 from pyxentrace.format.pv_layouts import ABI_XEN4
+from pyxentrace.hypervisor import shm as S
 from pyxentrace.hypervisor.machine import (
     DEFAULT_TSC_HZ,
     DomainSpec,
@@ -33,9 +44,95 @@ from pyxentrace.hypervisor.machine import (
 from pyxentrace.hypervisor.script import check_script, load_script, run_script
 from pyxentrace.hypervisor.trace import TraceBuffers
 from pyxentrace.hypervisor.workloads import RunStats, WorkloadRunner, get_profile
-from pyxentrace.recorder.options import parse_cpu_mask
+from pyxentrace.recorder.options import RecorderOptions, check_model_name, parse_cpu_mask
 
 READY_TIMEOUT_S = 60.0
+#: Signals that end a simulation early (SIGINT raises KeyboardInterrupt by itself).
+TERM_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+SHM_DIR = "/dev/shm"
+#: Names this package generates for models: ``pyxentrace-<pid>-<hex>``, ``pyxentrace-sim-<pid>``.
+_OWNED_NAME = re.compile(r"pyxentrace-(?:sim-)?(\d+)(?:-[0-9a-f]+)?")
+
+
+class Terminated(BaseException):  # noqa: N818 (like KeyboardInterrupt)
+    """``simulate`` received SIGTERM or SIGHUP: raised where it runs, so that everything is
+    stopped and cleaned up on the way out."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def model_files(name: str, tmp_dir: str | None = None) -> list[str]:
+    """The files a model named ``name`` creates outside shared memory."""
+    tmp = tmp_dir or tempfile.gettempdir()
+    return [os.path.join(tmp, f"{name}.virq"), os.path.join(tmp, f"{name}.host.json")]
+
+
+def remove_model(name: str, tmp_dir: str | None = None) -> None:
+    """Remove a model's shared-memory segments and files (its owner is gone)."""
+    for seg_name in (S.tbuf_segment_name(name), name):
+        with contextlib.suppress(OSError, ValueError):
+            seg = S.attach_segment(seg_name)
+            S.unlink_segment(seg)
+            seg.close()
+    for path in model_files(name, tmp_dir):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def remove_stale(shm_dir: str = SHM_DIR, tmp_dir: str | None = None) -> list[str]:
+    """Remove the models earlier runs left behind: generated names whose process is dead.
+    Returns the model names removed."""
+    tmp = tmp_dir or tempfile.gettempdir()
+    found: set[str] = set()
+    for d, suffixes in ((shm_dir, ("-tbuf", "")), (tmp, (".virq", ".host.json"))):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for entry in names:
+            for suffix in suffixes:
+                if suffix and not entry.endswith(suffix):
+                    continue
+                base = entry[: len(entry) - len(suffix)]
+                m = _OWNED_NAME.fullmatch(base)
+                if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                    found.add(base)
+                break
+    removed = []
+    for name in sorted(found):
+        paths = [os.path.join(shm_dir, n) for n in (S.tbuf_segment_name(name), name)]
+        ok = True
+        for path in paths + model_files(name, tmp):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:  # another user's leftovers: not ours to remove
+                ok = False
+        if ok:
+            removed.append(name)
+    return removed
+
+
+def recorder_options(args: list[str]) -> RecorderOptions:
+    """The recorder's options from its command-line arguments, parsed by ``record`` itself."""
+    from pyxentrace.recorder.commands import parse_record_args
+
+    return parse_record_args(args)
+
+
 #: (done, total, unit) - called as the run progresses.
 Progress = Callable[[float, float, str], None]
 
@@ -91,6 +188,12 @@ class Simulation:
         self.proc: subprocess.Popen | None = None
         self._stderr = None
         self.tb: TraceBuffers | None = None
+        self._parent_w: int | None = None
+        self.recorder_opts = recorder_options(cfg.recorder_args)
+        #: A termination signal is being handled / arrived while cleaning up.
+        self._terminating = False
+        self._cleaning = False
+        self._late_signal: int | None = None
 
     # ---- setup -----------------------------------------------------------------------------
     def _host(self) -> tuple[int, list[DomainSpec]]:
@@ -118,6 +221,9 @@ class Simulation:
     def _start_recorder(self, name: str) -> None:
         cfg = self.cfg
         r, w = os.pipe()
+        # The recorder keeps the read end; this process holds the write end until the
+        # recorder has exited.  If this process dies first, the recorder sees end-of-file.
+        parent_r, self._parent_w = os.pipe()
         argv = [
             sys.executable,
             "-m",
@@ -128,6 +234,8 @@ class Simulation:
             str(cfg.buffer_pages),
             "--ready-fd",
             str(w),
+            "--parent-fd",
+            str(parent_r),
             *cfg.recorder_args,
             "--",
             cfg.output or "-",
@@ -135,10 +243,11 @@ class Simulation:
         self._stderr = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
-                argv, pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=self._stderr
+                argv, pass_fds=(w, parent_r), stdin=subprocess.DEVNULL, stderr=self._stderr
             )
         finally:
             os.close(w)
+            os.close(parent_r)
         try:
             deadline = time.monotonic() + cfg.wait_s
             while time.monotonic() < deadline:
@@ -181,13 +290,52 @@ class Simulation:
     # ---- run -------------------------------------------------------------------------------
     def run(self) -> SimulateResult:
         """Boot, record, simulate, stop the recorder, clean up."""
+        restore = self._trap_signals()
+        try:
+            return self._run()
+        finally:
+            restore()
+            if self._late_signal is not None:
+                raise Terminated(self._late_signal)
+
+    def _trap_signals(self) -> Callable[[], None]:
+        """SIGTERM/SIGHUP -> :class:`Terminated` (once; while cleaning up, noted for later)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, frame: object) -> None:
+            if self._cleaning or self._terminating:
+                if self._late_signal is None and not self._terminating:
+                    self._late_signal = signum
+                return
+            self._terminating = True
+            raise Terminated(signum)
+
+        old = {sig: signal.signal(sig, handler) for sig in TERM_SIGNALS}
+
+        def restore() -> None:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+        return restore
+
+    def _run(self) -> SimulateResult:
         cfg = self.cfg
+        if cfg.model is not None:
+            check_model_name(cfg.model)
         pcpus, doms = self._host()
-        args = cfg.recorder_args
-        for i, a in enumerate(args[:-1]):
-            if a in ("-c", "--cpu-mask"):
-                parse_cpu_mask(args[i + 1], pcpus)
-        tb = self.tb = TraceBuffers.create(cfg.model, nr_cpus=pcpus)
+        if self.recorder_opts.cpu_mask is not None:
+            parse_cpu_mask(self.recorder_opts.cpu_mask, pcpus)
+        remove_stale()
+        try:
+            tb = self.tb = TraceBuffers.create(cfg.model, nr_cpus=pcpus)
+        except FileExistsError:
+            raise XentraceError(
+                f"a simulated hypervisor named {cfg.model!r} is already running (its shared "
+                f"memory {SHM_DIR}/{cfg.model} exists); choose another --model name"
+            ) from None
+        except (OSError, ValueError) as e:
+            raise XentraceError(f"cannot create the model {cfg.model!r}: {e}") from None
         try:
             m = Machine(tb, abi=cfg.abi, arch=cfg.arch, tsc_hz=cfg.tsc_hz)
             for d in doms:
@@ -205,12 +353,17 @@ class Simulation:
             result.counters = tb.counters()
             return result
         except BaseException:
+            self._cleaning = True
             self._kill_recorder()
             raise
         finally:
+            self._cleaning = True
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(host_info_path(tb.name))
             tb.close()
+            if self._parent_w is not None:
+                os.close(self._parent_w)
+                self._parent_w = None
             if self._stderr is not None:
                 self._stderr.close()
 
@@ -268,12 +421,7 @@ class Simulation:
             time.sleep(0.002)
 
     def _poll_ms(self) -> int:
-        args = self.cfg.recorder_args
-        for i, a in enumerate(args[:-1]):
-            if a in ("-s", "--poll-sleep"):
-                with contextlib.suppress(ValueError):
-                    return int(args[i + 1], 0)
-        return 100
+        return self.recorder_opts.poll_ms
 
     def _stop_recorder(self) -> None:
         proc = self.proc

@@ -1,8 +1,8 @@
 """Recording on a real Xen host: the host's own ``xentrace`` plus a sidecar from ``xl``.
 
 ``xl info`` gives the TSC rate (``cpu_mhz``), the pCPU count (``nr_cpus``), the machine
-(``x86_64``) and the Xen version (which decides the PV ids: ``xen-4`` from Xen 4.3, when the
-2012 renumbering and HYPERCALL_V2 shipped, else ``xen-3.2``); ``xl list`` names the domains.
+(``x86_64``) and the Xen version, which says which generation of trace records the host
+writes (:func:`abi_for_version`); ``xl list`` names the domains.
 Guest widths and the producer counters are not visible from dom0's tools, so they are left
 out (width ``null``, no ``pcpus``).
 """
@@ -63,12 +63,32 @@ def parse_xl_list(text: str) -> list[dict[str, Any]]:
     return doms
 
 
+#: Trace record generations by Xen release (the label is the first release of each).
+ABI_GENERATIONS = (
+    # (first release, label): what changed
+    ((4, 3), "xen-4"),  # 2012-10-03: PV ids 0x00201nnn, HYPERCALL_V2 + SUBCALL records
+    ((3, 4), "xen-3.4"),  # 2008-09-08: RUNSTATE_CHANGE records, SCHED_MIN/VERBOSE ids,
+    # 28-byte LOST_RECORDS with a TSC; PV records still the seed's (0x0020f0nn, v1 hypercall)
+    ((0, 0), "xen-3.2"),  # the 2007 seed: sched 0x0002f0nn, no runstates, 8-byte LOST_RECORDS
+)
+
+
 def abi_for_version(version: str | None) -> str | None:
-    """``xen-4`` for Xen >= 4.3, ``xen-3.2`` for older releases, None if unknown."""
+    """The trace record generation of a Xen release, None if the version is unknown.
+
+    * ``xen-4`` - Xen >= 4.3: PV ids ``0x00201nnn``, HYPERCALL_V2 and SUBCALL records
+      (renumbered 2012-10-03, after 4.2).
+    * ``xen-3.4`` - Xen 3.4 to 4.2: runstate records (``0x00021nnn``, since 2008-09-08, after
+      3.3.0 shipped in August 2008) and the VERBOSE scheduler ids ``0x00028nnn``, but the seed's
+      PV ids ``0x0020f0nn`` and v1 hypercall records.
+    * ``xen-3.2`` - Xen 3.2 and 3.3: the seed patch's records only (scheduler ids
+      ``0x0002f0nn``, no runstate records, LOST_RECORDS without a TSC).
+    """
     m = re.match(r"(\d+)\.(\d+)", version or "")
     if not m:
         return None
-    return "xen-4" if (int(m.group(1)), int(m.group(2))) >= (4, 3) else "xen-3.2"
+    release = (int(m.group(1)), int(m.group(2)))
+    return next(label for first, label in ABI_GENERATIONS if release >= first)
 
 
 def host_info(xl: str = "xl") -> dict[str, Any]:
@@ -162,6 +182,7 @@ def record_xen(
 
 
 __all__ = [
+    "ABI_GENERATIONS",
     "abi_for_version",
     "host_info",
     "parse_xl_info",
