@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import XentraceError
-from .format import events as ev
 from .format.meta import Clock, resolve_clock
 from .reader import ReadReport, RecordBatch, TraceReader
 
@@ -59,11 +58,15 @@ class Trace:
         return self.clock.assumed
 
     # ---- reading -------------------------------------------------------------------------------
-    def _reader(self, **kw) -> TraceReader:
+    def _claim_stdin(self) -> None:
+        """Each pass reads the file again; stdin can be read only once."""
         if self.path == "-":
             if self._used_stdin:
                 raise XentraceError("stdin can be read only once", path="-")
             self._used_stdin = True
+
+    def _reader(self, **kw) -> TraceReader:
+        self._claim_stdin()
         return TraceReader(self.path, cpu_hz=self.clock.hz, **kw)
 
     def batches(self, **reader_kw) -> Iterator[RecordBatch]:
@@ -86,13 +89,18 @@ class Trace:
             yield b, attrib(b), first
 
     def records(self) -> Iterator[Record]:
-        """Every record in time order as a :class:`Record` with decoded fields."""
-        from .analysis.decode import decode_columns
+        """Every record in time order as a :class:`Record` with decoded fields.
+
+        Only fields the record carries are present: a PV record the decoding table cannot
+        decode as it is has ``size_ok=False`` and no fields past its payload (an unknown id
+        none at all).
+        """
+        from .analysis.decode import decode_columns, event_names
         from .analysis.keys import labels_of_keys
 
         for b, a, first in self._attributed():
             c = decode_columns(b.event, b.nwords, b.words)
-            names = ev.event_names(b.event)
+            names = event_names(b.event)
             labels = labels_of_keys(a["key"])
             keys = [k for k in c if not k.endswith("_valid")]
             for i in range(len(b)):
@@ -156,10 +164,7 @@ class Trace:
         """The full :class:`pyxentrace.analysis.summary.Summary` (all formats render from it)."""
         from .analysis.summary import compute_summary
 
-        if self.path == "-":
-            if self._used_stdin:
-                raise XentraceError("stdin can be read only once", path="-")
-            self._used_stdin = True
+        self._claim_stdin()
         s = compute_summary(self.path, filters=filters, clock=self.clock)
         self._report = s.report
         return s
@@ -172,10 +177,7 @@ class Trace:
         """Write the decoded dump to a binary stream (see :func:`analysis.dump.write_dump`)."""
         from .analysis.dump import write_dump
 
-        if self.path == "-":
-            if self._used_stdin:
-                raise XentraceError("stdin can be read only once", path="-")
-            self._used_stdin = True
+        self._claim_stdin()
         r = write_dump(self.path, out, clock=self.clock, filters=filters, fmt=fmt)
         self._report = r.report
         return r
@@ -207,9 +209,7 @@ _SENTINEL_MINUS_ONE = {
 }
 _FALSE_IS_ABSENT = {
     "pv64",
-    "use_error_code",
     "preempted",
-    "arg_presence",
     "pte_mfn",
     "pte_flags",
     "pte_nx",

@@ -27,13 +27,21 @@ def decoded(tmp_path, records: list[tuple[int, list[int]]]) -> tuple[dict, np.nd
     return decode_columns(b.event, b.nwords, b.words), b.offset
 
 
+# columns whose "absent" is -1 rather than a *_valid mask (decode.py module docstring)
+SENTINEL = {"vector", "op", "subcmd", "count", "target_vcpu", "sched_dom", "sched_vcpu"}
+SENTINEL |= {"old_state", "new_state", "next_dom", "next_vcpu", "lost_count"}
+
+
 def row(c: dict, i: int) -> dict:
+    """The fields row ``i`` carries."""
     out = {}
     for k, v in c.items():
         if k.endswith("_valid"):
             continue
         valid = c.get(k + "_valid")
         if valid is not None and not valid[i]:
+            continue
+        if k in SENTINEL and v[i] == -1:
             continue
         out[k] = v[i].item()
     return out
@@ -160,7 +168,7 @@ def test_hypercall_v2_arguments_and_subcommands(tmp_path):
     assert (r[1]["op"], r[1]["subcmd"], r[1]["target_vcpu"]) == (24, 11, 2)
     assert (r[2]["op"], r[2]["subcmd"]) == (29, 3)
     assert (r[3]["op"], r[3]["count"], r[3]["preempted"]) == (1, 7, True)
-    assert (r[4]["op"], r[4]["count"], r[4]["subcmd"]) == (26, 9, -1)
+    assert (r[4]["op"], r[4]["count"]) == (26, 9) and "subcmd" not in r[4]
     assert (r[5]["op"], r[5]["subcmd"], r[5]["arg1"]) == (12, 7, 0x123456789)
     assert r[5]["arg_presence"] == (1 | 2 << 2)
     assert r[6]["op"] == 41 and not any(f"arg{i}" in r[6] for i in range(6))
@@ -198,8 +206,122 @@ def test_subcalls_linked_to_their_multicall(tmp_path):
 
 
 def test_short_record_is_flagged_not_misread(tmp_path):
-    c, _ = decoded(tmp_path, [(0x00201103, [LO, HI])])  # trap64 without its TE word
-    assert row(c, 0)["size_ok"] is False
+    """Fields that lie within the payload are decoded, none past it (spec §2.2 layouts)."""
+    c, _ = decoded(
+        tmp_path,
+        [
+            (0x00201103, [LO, HI]),  # trap64: rip, then the TE word is missing
+            (0x00201104, [LO, HI, 0x1000]),  # pf64: rip, then half an address
+            (0x00201103, [LO]),  # half a rip
+            (0x00201003, [EIP32, 0x0D | 1 << 15 | 7 << 16, 0x99]),  # trap32 with a word too many
+            (0x0020F001, [EIP32]),  # v1 hypercall without eax
+        ],
+    )
+    r = [row(c, i) for i in range(5)]
+    assert all(x["size_ok"] is False for x in r)
+    assert r[0]["eip"] == RIP and "vector" not in r[0] and "error_code" not in r[0]
+    assert "use_error_code" not in r[0]
+    assert r[1]["eip"] == RIP and "addr" not in r[1] and "error_code" not in r[1]
+    assert not any(r[1][f"pf_{b}"] for b in ("present", "write", "user", "reserved", "ifetch"))
+    assert "eip" not in r[2] and "vector" not in r[2]
+    # the words that are there still decode with the layout: a too-long record is flagged only
+    assert (r[3]["eip"], r[3]["vector"], r[3]["error_code"]) == (EIP32, 13, 7)
+    assert r[4]["eip"] == EIP32 and "op" not in r[4]
+
+
+def test_unknown_ids_with_known_minors_are_not_decoded(tmp_path):
+    """Bits 9-11, the seed base with minor 13, a flagged math-state-restore: not in the table."""
+    c, _ = decoded(
+        tmp_path,
+        [(0x00201206, [0xC0003000]), (0x0020F10D, [0x11]), (0x00201108, []), (0x0020100F, [3])],
+    )
+    r = [row(c, i) for i in range(4)]
+    assert [x["minor"] for x in r] == [6, 13, 8, 15]
+    for x in r:
+        assert x["size_ok"] is False
+        assert not {"eip", "op", "arg_presence", "vector", "subcmd", "count"} & set(x), x
+
+
+def test_hypercall_v2_and_subcall_without_op_word(tmp_path):
+    c, _ = decoded(tmp_path, [(0x0020100D, []), (0x0020200E, []), (0x0020100D, [0x12])])
+    r = [row(c, i) for i in range(3)]
+    for x in r[:2]:
+        assert x["size_ok"] is False and "op" not in x and "arg_presence" not in x
+    assert (r[2]["size_ok"], r[2]["op"], r[2]["arg_presence"]) == (True, 0x12, 0)
+
+
+def test_ptwr_decoded_by_size_whatever_the_flag(tmp_path):
+    """Minor 12 is the PAE layout, minor 11 the 64-bit one when 24 bytes long (spec §2.2, §2.5)."""
+    pte = 0x8000000123456067
+    addr = 0xFFFF880001234000
+    words64 = [pte & 0xFFFFFFFF, pte >> 32, addr & 0xFFFFFFFF, addr >> 32, LO, HI]
+    c, _ = decoded(
+        tmp_path,
+        [
+            (0x0020110C, [0x87654063, 0, 0xC1234000, EIP32]),  # PAE with the 64-bit flag
+            (0x0020100B, words64),  # 64-bit layout without the flag
+            (0x0020100B, [0x87654063, 0xC1234000, EIP32]),  # x86_32 non-PAE (12 bytes)
+        ],
+    )
+    r = [row(c, i) for i in range(3)]
+    assert (r[0]["pte"], r[0]["addr"], r[0]["eip"], r[0]["pte_pae"]) == (
+        0x87654063,
+        0xC1234000,
+        EIP32,
+        True,
+    )
+    assert (r[1]["pte"], r[1]["addr"], r[1]["eip"], r[1]["pte_mfn"], r[1]["pte_nx"]) == (
+        pte,
+        addr,
+        RIP,
+        0x123456,
+        True,
+    )
+    assert (r[2]["pte"], r[2]["addr"], r[2]["eip"], r[2]["pte_mfn"]) == (
+        0x87654063,
+        0xC1234000,
+        EIP32,
+        0x87654,
+    )
+    assert all(x["size_ok"] for x in r)
+
+
+def test_records_and_arrow_leave_undecoded_fields_out(tmp_path):
+    import pyxentrace
+
+    path = write_trace(
+        tmp_path / "a.bin",
+        [
+            (
+                0,
+                [
+                    encode_record(0x00201206, [0xC0003000], 100),
+                    encode_record(0x0020F10D, [0x11], 200),
+                    encode_record(0x00201103, [LO], 300),
+                    encode_record(0x0020100D, [], 400),
+                ],
+            )
+        ],
+    )
+    t = pyxentrace.open(path)
+    recs = list(t.records())
+    assert [r.fields for r in recs] == [
+        {"minor": 6, "size_ok": False},
+        {"minor": 13, "pv64": True, "size_ok": False},
+        {"minor": 3, "pv64": True, "size_ok": False},
+        {"minor": 13, "size_ok": False},
+    ]
+    rows = t.to_arrow().to_pylist()
+    for r in rows:
+        assert r["pv_size_ok"] is False
+        for k in ("eip", "hypercall", "hypercall_name", "vector", "arg_presence", "use_error_code"):
+            assert r[k] is None, (k, r)
+    assert [r["event_name"] for r in rows] == [
+        "unknown_0x00201206",
+        "unknown_0x0020f10d",
+        "trap64",
+        "hypercall_v2",
+    ]
 
 
 def test_scheduler_and_lost_records(tmp_path):

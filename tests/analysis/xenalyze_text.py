@@ -114,22 +114,61 @@ def parse(text: str) -> XenalyzeSummary:
     return out
 
 
-def expected_pv(entries: list[PvEntry]) -> dict:
+# the PV lines xenalyze prints between the v1 "hypercall" (minor 1) and the v2 one (minor 13):
+# pv_summary walks the minors in numeric order (spec xenalyze-reference.md §4.2)
+_BETWEEN_V1_AND_V2 = frozenset(
+    {
+        "trap",
+        "page_fault",
+        "forced_invalid_op",
+        "emulate privop",
+        "emulate 4g",
+        "math state restore",
+        "paging fixup",
+        "gdt/ldt mapping fault",
+        "ptwr",
+    }
+)
+
+
+def hypercall_lines(entries: list[PvEntry], only: str | None = None):
+    """``(v1 entry, v2 entry)`` of a PV block (either may be None).
+
+    Two ``hypercall`` lines are v1 then v2. A single one is placed by the lines around it: it
+    is v2 when a minor-3..12 line comes before it or ``hypercall (subcall)`` follows it, v1 when
+    a minor-3..12 line follows it. When nothing around it decides (it is the block's only
+    entry), ``only`` ("v1" or "v2", from the trace's ids) must.
+    """
+    idx = [i for i, e in enumerate(entries) if e.name == "hypercall"]
+    if not idx:
+        return None, None
+    if len(idx) == 2:
+        return entries[idx[0]], entries[idx[1]]
+    i = idx[0]
+    names_before = {e.name for e in entries[:i]}
+    names_after = {e.name for e in entries[i + 1 :]}
+    if names_before & _BETWEEN_V1_AND_V2 or "hypercall (subcall)" in names_after:
+        kind = "v2"
+    elif names_after & _BETWEEN_V1_AND_V2:
+        kind = "v1"
+    elif only in ("v1", "v2"):
+        kind = only
+    else:
+        raise ValueError("a lone 'hypercall' line: say whether the trace's records are v1 or v2")
+    return (entries[i], None) if kind == "v1" else (None, entries[i])
+
+
+def expected_pv(entries: list[PvEntry], only: str | None = None) -> dict:
     """What pyxentrace reports for a vCPU, derived from xenalyze's PV block minus its bugs.
 
     xenalyze (quirks Q1-Q3): the v2 ``hypercall`` line adds the sub-calls; v1, v2 and sub-calls
     share one op table (ops < 56 only); traps are listed below vector 20 only; ``ptwr`` merges
-    the PAE records. Returns ``{"counts": {name: n}, "v1": n, "v2": n, "subcall": n,
-    "ops_lt56": {op: n}, "traps_lt20": {vec: n}}``.
+    the PAE records. ``only`` places a lone ``hypercall`` line (see :func:`hypercall_lines`).
+    Returns ``{"counts": {name: n}, "v1": n, "v2": n, "subcall": n, "ops_lt56": {op: n},
+    "traps_lt20": {vec: n}}``.
     """
-    hyper = [e for e in entries if e.name == "hypercall"]
+    v1, v2line = hypercall_lines(entries, only)
     sub = next((e.count for e in entries if e.name == "hypercall (subcall)"), 0)
-    if len(hyper) == 2:
-        v1, v2line = hyper
-    elif len(hyper) == 1:
-        v1, v2line = None, hyper[0]  # Xen >= 4.3 traces: the only hypercall line is v2's
-    else:
-        v1 = v2line = None
     table = (v2line or v1).table if (v2line or v1) else {}
     trap = next((e for e in entries if e.name == "trap"), None)
     return {

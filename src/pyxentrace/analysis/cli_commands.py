@@ -1,7 +1,8 @@
 """``pyxentrace summary`` and ``pyxentrace dump``: click commands, thin shells over the library.
 
 Register with ``main.add_command(summary_cmd, "summary")`` and ``main.add_command(dump_cmd,
-"dump")``. Errors in the input give one line on stderr and exit status 1.
+"dump")``. Errors in the input give one line on stderr and exit status 1; bad option values
+(filters included) are usage errors, exit status 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import click
 
 from ..clikit import CONTEXT, clock_for, guarded, report_anomalies, trace_options, warn
 from ..errors import XentraceError
-from .filters import Filters, make_filters
+from .filters import FilterError, Filters, make_filters
 
 
 def _filter_options(f: Callable) -> Callable:
@@ -60,8 +61,11 @@ def _filter_options(f: Callable) -> Callable:
 
 
 def filters_from(from_s, to_s, cpus, domains, vcpus, events=()) -> Filters:
-    """:class:`Filters` from the command-line values (one-line error when bad)."""
-    return make_filters(from_s, to_s, cpus, domains, vcpus, events)
+    """:class:`Filters` from the command-line values; a bad value is a usage error (exit 2)."""
+    try:
+        return make_filters(from_s, to_s, cpus, domains, vcpus, events)
+    except FilterError as e:
+        raise click.BadParameter(e.detail, param_hint=f"'{e.option}'") from None
 
 
 @click.command("summary", context_settings=CONTEXT)

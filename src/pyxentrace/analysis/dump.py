@@ -8,6 +8,7 @@ formatted by a compiled kernel into a byte buffer, then written in one call.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -65,14 +66,60 @@ class Attributor:
         return {"key": cur, "key_xenalyze": curx, "parent": parent, "subcall_index": subidx}
 
 
+INT64_MAX = (1 << 63) - 1
+_NS = 1_000_000_000
+
+
+def tsc_rate(hz: float) -> tuple[int, int]:
+    """The TSC rate as an exact fraction ``(num, den)`` of Hz (``XentraceError`` unless > 0)."""
+    hz = float(hz)
+    if not (math.isfinite(hz) and hz > 0):
+        raise XentraceError(f"the TSC rate must be a positive finite number of Hz, got {hz}")
+    return hz.as_integer_ratio()
+
+
+def time_split(tsc: np.ndarray, first: int, hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(seconds, nanoseconds)`` since ``first``: ``floor((tsc - first) * 1e9 / hz)``.
+
+    Integer arithmetic for any positive finite rate: an integral rate below ~1.8e18 Hz takes a
+    vectorised uint64 long division (no product can overflow), any other rate (fractional,
+    below 1 Hz, huge) exact Python integers. TSCs before ``first`` give 0; seconds saturate at
+    2**63 - 1 (reachable only with a rate below 1 Hz).
+    """
+    num, den = tsc_rate(hz)
+    t = np.asarray(tsc).astype(np.uint64, copy=False)
+    f = np.uint64(min(max(int(first), 0), (1 << 64) - 1))
+    d = np.where(t > f, t - f, np.uint64(0))
+    # digits of the fraction per step: num * 10**k must fit in 64 bits
+    k = 0
+    while k < 9 and num * 10 ** (k + 1) < 1 << 64:
+        k += 1
+    if den == 1 and k > 0:
+        n = np.uint64(num)
+        sec = d // n
+        r = d % n
+        nsec = np.zeros(d.shape, dtype=np.uint64)
+        left = 9
+        while left:
+            s = min(k, left)
+            m = np.uint64(10**s)
+            r = r * m
+            nsec = nsec * m + r // n
+            r = r % n
+            left -= s
+        sec = np.minimum(sec, np.uint64(INT64_MAX))
+        return sec.astype(np.int64), nsec.astype(np.int64)
+    total = d.astype(object) * (_NS * den) // num
+    sec = np.minimum(total // _NS, INT64_MAX)
+    return sec.astype(np.int64), (total % _NS).astype(np.int64)
+
+
 def ns_since(tsc: np.ndarray, first: int, hz: float) -> np.ndarray:
-    """Exact nanoseconds since ``first`` (integer arithmetic; earlier TSCs give 0)."""
-    hz_i = int(round(hz))
-    d = tsc.astype(np.int64) - np.int64(first)
-    d = np.maximum(d, 0)
-    s = d // hz_i
-    rem = d % hz_i
-    return s * 1_000_000_000 + (rem * 1_000_000_000) // hz_i
+    """Exact nanoseconds since ``first`` (int64, saturating; earlier TSCs give 0)."""
+    sec, nsec = time_split(tsc, first, hz)
+    top = INT64_MAX // _NS  # seconds of the largest int64 nanosecond count
+    fits = (sec < top) | ((sec == top) & (nsec <= INT64_MAX - top * _NS))
+    return np.where(fits, np.minimum(sec, top) * _NS + nsec, INT64_MAX)
 
 
 def row_mask(b: RecordBatch, keys: np.ndarray, f: Filters, lo: int, hi: int) -> np.ndarray | None:
@@ -110,7 +157,7 @@ class Formatter:
             return memoryview(b"")
         t = F.tables()
         vals, valid, i8, i32 = D.decode_raw(b.event, b.nwords, b.words)
-        ns = ns_since(b.tsc, self.first, self.hz)
+        sec, nsec = time_split(b.tsc, self.first, self.hz)
         dom = np.where(keys < 0, -1, keys >> DOMAIN_SHIFT)
         vcpu = np.where(keys < 0, -1, keys & VCPU_MASK)
         ev_sid = F.name_ids(b.event)
@@ -120,7 +167,8 @@ class Formatter:
         used = F.format_lines(
             self.buf,
             self.json,
-            ns,
+            sec,
+            nsec,
             b.tsc,
             b.cpu,
             dom,
@@ -152,19 +200,6 @@ class Formatter:
             t["pte_bits"],
         )
         return memoryview(self.buf)[:used]
-
-
-def format_batch(
-    b: RecordBatch,
-    keys: np.ndarray,
-    parent: np.ndarray,
-    subidx: np.ndarray,
-    first: int,
-    hz: float,
-    json: bool,
-) -> bytes:
-    """The dump lines of ``b`` (already filtered) as bytes."""
-    return bytes(Formatter(first, hz, json)(b, keys, parent, subidx))
 
 
 def write_dump(

@@ -26,12 +26,11 @@ from .decode import (
     C_OP,
     C_PTE,
     C_VECTOR,
-    I8_MINOR,
     I8_NEW,
     I8_OLD,
-    I8_PAE,
+    I8_POINT,
     I8_PREEMPTED,
-    I8_PV64,
+    I8_PTE,
     I8_SIZE_OK,
     I32_COUNT,
     I32_DOM,
@@ -40,20 +39,21 @@ from .decode import (
     I32_SUBCMD,
     I32_TVCPU,
     I32_VCPU,
+    PTE_NONPAE,
 )
 from .keys import DEFAULT_DOMAIN
 
-# ---- line kinds ------------------------------------------------------------------------------
-K_GENERIC = 0
-K_HC_V1 = 1
-K_HC_V2 = 2
-K_TRAP = 3
-K_PF = 4
-K_EIP = 5
-K_EIP_ADDR = 6
-K_LDT = 7
-K_PTWR = 8
-K_NOFIELDS = 9
+# ---- line kinds: a decoded PV record's kind is its layout's point (decode.PT_*) ----------------
+K_GENERIC = 0  # raw payload words
+K_HC_V1 = D.PT_HC_V1
+K_HC_V2 = D.PT_HC_V2
+K_TRAP = D.PT_TRAP
+K_PF = D.PT_PF
+K_EIP = D.PT_EIP
+K_EIP_ADDR = D.PT_EIP_ADDR
+K_LDT = D.PT_LDT
+K_PTWR = D.PT_PTWR
+K_NOFIELDS = D.PT_NOFIELDS
 K_RUNSTATE = 10
 K_CONTINUE = 11
 K_SWITCH = 12
@@ -62,6 +62,9 @@ K_LOST = 14
 K_SCHED_DOM = 15
 
 PFEC_BITS = ("P", "W", "U", "RSVD", "I", "PK", "SS")
+# PTE frame-number masks (8-byte PAE / 64-bit entries, 4-byte non-PAE entries)
+MFN_MASK_PAE = xn.PTE_MFN_MASK_PAE
+MFN_MASK_NONPAE = xn.PTE_MFN_MASK_NONPAE
 PTE_FLAGS = (
     (0, "P"),
     (1, "RW"),
@@ -137,7 +140,6 @@ LIT_ORDER = (
     "v",
     "d[",
     "]v",
-    "PV-",
     "unknown_0x",
 )
 (
@@ -167,7 +169,6 @@ LIT_ORDER = (
     L_V,
     L_DBR,
     L_BRV,
-    L_PVN,
     L_UNKNOWN0X,
 ) = range(len(LIT_ORDER))
 
@@ -199,8 +200,11 @@ class Pool:
 def tables() -> dict:
     """The static pool and lookup arrays (built once)."""
     pool = Pool()
-    ev_ids, ev_names = ev.name_table()
-    ev_pool = np.asarray([pool.id(n) for n in ev_names], dtype=np.int64)
+    # the catalog's names plus those of the ids only the PV decoding table knows
+    names = dict(zip(ev.name_table()[0].tolist(), ev.name_table()[1], strict=True))
+    names.update(D.extra_event_names())
+    ev_ids = np.asarray(sorted(names), dtype=np.uint32)
+    ev_pool = np.asarray([pool.id(names[int(e)]) for e in ev_ids], dtype=np.int64)
     op_pool = np.asarray(
         [pool.id(xn.hypercall_name(o)) if o in xn.HYPERCALL_NAMES else -1 for o in range(64)],
         dtype=np.int64,
@@ -208,8 +212,8 @@ def tables() -> dict:
     sub_tab = np.full((64, 64), -1, dtype=np.int64)
     for op, names in D.SUBCMD_OPS.items():
         for cmd, name in names.items():
-            if cmd < 64:
-                sub_tab[op, cmd] = pool.id(name)
+            assert op < 64 and cmd < 64, (op, cmd)  # so unknown_<cmd> matches subcmd_name
+            sub_tab[op, cmd] = pool.id(name)
     vec_pool = np.asarray([pool.id(xn.vector_name(v)) for v in range(22)], dtype=np.int64)
     rs_pool = np.asarray([pool.id(n) for n in xn.RUNSTATE_NAMES.values()], dtype=np.int64)
     res_pool = np.full(16, -1, dtype=np.int64)
@@ -303,14 +307,13 @@ def _put_hex(out, p, v, width):
 
 
 @njit(cache=True, _nrt=False)
-def _put_time(out, p, ns, json):
-    s = ns // 1000000000
+def _put_time(out, p, sec, nsec, json):
     if json:
-        p = _put_dec(out, p, s)
+        p = _put_dec(out, p, sec)
     else:
-        p = _put_dec_w(out, p, s, 3, 32)
+        p = _put_dec_w(out, p, sec, 3, 32)
     out[p] = 46
-    return _put_dec_w(out, p + 1, ns % 1000000000, 9, 48)
+    return _put_dec_w(out, p + 1, nsec, 9, 48)
 
 
 @njit(cache=True, _nrt=False)
@@ -379,31 +382,16 @@ def _opname(out, p, op, json, blob, starts, lits, op_pool):
 
 @njit(cache=True, _nrt=False)
 def _kind(e, nw, i8, i32, i):
-    """The line kind of a row from its event id and the decoder's small-int columns."""
+    """The line kind of a row from its event id and the decoder's small-int columns.
+
+    A PV record gets the format of the layout it was decoded with; one the table could not
+    decode as it is (unknown id, payload size of no layout) prints its raw words.
+    """
     main = e >> 16
     if main == 0x020:
-        if i8[i, I8_SIZE_OK] == 0:
+        if i8[i, I8_SIZE_OK] == 0 or i8[i, I8_POINT] < 0:
             return K_GENERIC
-        m = i8[i, I8_MINOR]
-        if m == 1:
-            return K_HC_V1
-        if m == 13 or m == 14:
-            return K_HC_V2
-        if m == 3:
-            return K_TRAP
-        if m == 4:
-            return K_PF
-        if m == 5 or m == 6 or m == 7:
-            return K_EIP
-        if m == 9:
-            return K_EIP_ADDR
-        if m == 10:
-            return K_LDT
-        if m == 11 or m == 12:
-            return K_PTWR
-        if m == 8:
-            return K_NOFIELDS
-        return K_GENERIC
+        return i8[i, I8_POINT]
     if main == 0x002:
         if i8[i, I8_OLD] >= 0:
             return K_RUNSTATE if (e & 0xF) == 1 else K_CONTINUE
@@ -421,7 +409,8 @@ def _kind(e, nw, i8, i32, i):
 def format_lines(
     out,
     json,
-    ns,
+    sec,
+    nsec,
     tsc,
     cpu,
     dom,
@@ -458,13 +447,13 @@ def format_lines(
     maps (hypercall < 64, command < 64) to the pool id of the command's name (-1 = none).
     """
     p = 0
-    for i in range(ns.shape[0]):
+    for i in range(sec.shape[0]):
         e = np.int64(event[i])
         nw = np.int64(nwords[i])
         # ---- header
         if json:
             p = _put(out, p, blob, starts, lits[L_J_T])
-            p = _put_time(out, p, ns[i], True)
+            p = _put_time(out, p, sec[i], nsec[i], True)
             p = _put(out, p, blob, starts, lits[L_J_TSC])
             p = _put_dec(out, p, np.int64(tsc[i]))
             p = _put(out, p, blob, starts, lits[L_J_CPU])
@@ -476,7 +465,7 @@ def format_lines(
             p = _put(out, p, blob, starts, lits[L_J_EVENT])
             p = _put(out, p, blob, starts, lits[L_QUOTE])
         else:
-            p = _put_time(out, p, ns[i], False)
+            p = _put_time(out, p, sec[i], nsec[i], False)
             out[p] = 32
             out[p + 1] = 112  # 'p'
             p = _put_dec(out, p + 2, np.int64(cpu[i]))
@@ -523,8 +512,13 @@ def format_lines(
                     sid = sub_tab[o, cmd] if o < 64 and cmd < 64 else -1
                     if sid >= 0:
                         p = _strval(out, p, sid, json, blob, starts, lits)
-                    else:
+                    else:  # as decode.subcmd_name: unknown_<cmd>
+                        if json:
+                            p = _put(out, p, blob, starts, lits[L_QUOTE])
+                        p = _put(out, p, blob, starts, lits[L_UNKNOWN])
                         p = _put_dec(out, p, cmd)
+                        if json:
+                            p = _put(out, p, blob, starts, lits[L_QUOTE])
                 cnt = i32[i, I32_COUNT]
                 if cnt >= 0:
                     p = _key(out, p, KI_COUNT, json, blob, starts, ktext, kjson)
@@ -598,10 +592,10 @@ def format_lines(
                     p = _put(out, p, blob, starts, lits[L_QUOTE])
         elif k == K_PTWR:
             pte = vals[i, C_PTE]
-            if i8[i, I8_PAE] == 1 or i8[i, I8_PV64] == 1:
-                mfn = (pte & np.uint64(0x000FFFFFFFFFF000)) >> np.uint64(12)
+            if i8[i, I8_PTE] == PTE_NONPAE:
+                mfn = (pte & np.uint64(MFN_MASK_NONPAE)) >> np.uint64(xn.PTE_SHIFT)
             else:
-                mfn = (pte & np.uint64(0xFFFFF000)) >> np.uint64(12)
+                mfn = (pte & np.uint64(MFN_MASK_PAE)) >> np.uint64(xn.PTE_SHIFT)
             p = _key(out, p, KI_PTE, json, blob, starts, ktext, kjson)
             p = _hexval(out, p, pte, json, blob, starts, lits)
             p = _key(out, p, KI_MFN, json, blob, starts, ktext, kjson)
@@ -706,7 +700,7 @@ MAX_LINE = 640
 
 
 def name_ids(event: np.ndarray) -> np.ndarray:
-    """Pool id of each row's event name (-1 = not in the catalog)."""
+    """Pool id of each row's event name (-1 = not in the catalog nor the PV table)."""
     t = tables()
     ids = t["ev_ids"]
     e = event.astype(np.uint32) & np.uint32(ev.EVENT_MASK)

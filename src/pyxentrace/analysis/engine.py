@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .keys import DEFAULT_DOMAIN, DOMAIN_SHIFT, XENALYZE_MAX_VID
 from .percentile import SAMPLE_MAX
 
-# ---- record kinds in the queue ---------------------------------------------------------------
-K_CHANGE = 0
+# ---- record kinds in the queue (0: runstate change) --------------------------------------------
 K_CONTINUE = 1
 K_LOST = 2
 K_DEACT = 3
@@ -51,7 +51,7 @@ DRS_BLOCKED, DRS_PARTIAL_RUN, DRS_FULL_RUN = 0, 1, 2
 DRS_PARTIAL_CONT, DRS_HAZARD, DRS_FULL_CONT, DRS_LOST = 3, 4, 5, 6
 
 IDLE_DOMAIN = 0x7FFF
-MAX_VID = 256  # xenalyze's MAX_CPUS: records with a larger vCPU number are ignored
+MAX_VID = XENALYZE_MAX_VID  # xenalyze's MAX_CPUS: records with a larger vCPU number are ignored
 MAX_AFF_PCPUS = 256
 
 # ---- per-pCPU state columns ------------------------------------------------------------------
@@ -400,6 +400,8 @@ def run_engine(
     q_w,
     q_next,
     q_ev,
+    q_seq,
+    cur_log,
     bound,
     final,
     dbase,
@@ -414,7 +416,9 @@ def run_engine(
     ``bound[p]`` is a lower bound on the TSC of any record pCPU ``p`` may still deliver
     (``TMAX`` when it is finished). Records are processed while the smallest head is no later
     than every bound of a pCPU with an empty queue (``force_upto`` lifts this for memory).
-    Only pCPUs below ``npc`` are considered. Returns a status (``ST_*``).
+    Only pCPUs below ``npc`` are considered. Returns a status (``ST_*``). When ``cur_log`` is
+    not empty, ``cur_log[q_seq[h]]`` receives the key of the pCPU's current vCPU (``p->current``)
+    after queue entry ``h`` is consumed (entries with ``q_seq`` -1 are not logged).
     """
     while True:
         # choose the active pCPU with the smallest order key; ties -> placed most recently
@@ -498,11 +502,24 @@ def run_engine(
         meta[M_PLACED] += 1
         pc[p, P_PLACED] = meta[M_PLACED]
         if consumed:
+            if cur_log.shape[0] > 0 and q_seq[h] >= 0:
+                cur_log[q_seq[h]] = _current_key(pc, vc, dm, p)
             nxt = q_next[h]
             pc[p, P_HEAD] = nxt
             if nxt < 0:
                 pc[p, P_TAIL] = -1
             pc[p, P_HEAD_READ] = 0
+
+
+@njit(cache=True, _nrt=False)
+def _current_key(pc, vc, dm, p):
+    """``p->current`` as an attribution key (see :mod:`.keys`; -1 = NULL)."""
+    v = pc[p, P_CURRENT]
+    if v < 0:
+        return np.int64(-1)
+    d = vc[v, V_DOM]
+    did = DEFAULT_DOMAIN if d == DEFAULT_DOMAIN_INDEX else dm[d, D_DID]
+    return (np.int64(did) << DOMAIN_SHIFT) | vc[v, V_VID]
 
 
 @njit(cache=True, _nrt=False)
@@ -765,7 +782,10 @@ def group_samples(ss, sv, n, ns):
 class XenalyzeEngine:
     """Streaming driver of the compiled engine: feed scheduling rows, then :meth:`finish`."""
 
-    def __init__(self, clip: tuple[int, int] | None = None, npcpu: int = 4096):
+    def __init__(
+        self, clip: tuple[int, int] | None = None, npcpu: int = 4096, log_current: bool = False
+    ):
+        """``log_current``: keep ``p->current`` after every fed record (:attr:`current_log`)."""
         self.npc = npcpu
         self.pc = np.zeros((npcpu, P_NCOLS), dtype=np.int64)
         self.pc[:, P_CURRENT] = -1
@@ -792,7 +812,11 @@ class XenalyzeEngine:
         self.q_w = np.zeros((self.qcap, 4), dtype=np.int64)
         self.q_next = np.full(self.qcap, -1, dtype=np.int32)
         self.q_ev = np.zeros(self.qcap, dtype=np.int64)
+        self.q_seq = np.full(self.qcap, -1, dtype=np.int64)
         self.qn = 0
+        self.log_current = log_current
+        self.fed = 0
+        self.cur_log = np.zeros(0, dtype=np.int64)
         lo, hi = clip if clip is not None else (0, None)
         self.clo = np.int64(lo)
         self.chi = TMAX if hi is None else np.int64(hi)
@@ -862,7 +886,7 @@ class XenalyzeEngine:
         while keep.shape[0] + extra > cap // 2:
             cap *= 2
         arrays = {}
-        for name in ("q_cpu", "q_kind", "q_tsc", "q_untimed", "q_w", "q_next", "q_ev"):
+        for name in ("q_cpu", "q_kind", "q_tsc", "q_untimed", "q_w", "q_next", "q_ev", "q_seq"):
             a = getattr(self, name)
             b = np.zeros((cap,) + a.shape[1:], dtype=a.dtype)
             b[: keep.shape[0]] = a[keep]
@@ -880,13 +904,22 @@ class XenalyzeEngine:
         self.qcap = cap
 
     # ---- input -------------------------------------------------------------------------------
-    def feed(self, cpu, kind, tsc, untimed, ev, words) -> None:
+    def feed(self, cpu, kind, tsc, untimed, ev, words, log: bool = True) -> None:
         """Queue scheduling rows (each pCPU's rows in file order)."""
         n = int(cpu.shape[0])
         if n == 0:
             return
         self._reserve_queue(n)
         a, b = self.qn, self.qn + n
+        if self.log_current and log:
+            self.q_seq[a:b] = np.arange(self.fed, self.fed + n)
+            self.fed += n
+            if self.cur_log.shape[0] < self.fed:
+                grown = np.full(max(self.fed, 2 * self.cur_log.shape[0]), -2, dtype=np.int64)
+                grown[: self.cur_log.shape[0]] = self.cur_log
+                self.cur_log = grown
+        else:
+            self.q_seq[a:b] = -1
         self.q_cpu[a:b] = cpu
         self.q_kind[a:b] = kind
         self.q_tsc[a:b] = tsc
@@ -961,6 +994,8 @@ class XenalyzeEngine:
                 self.q_w,
                 self.q_next,
                 self.q_ev,
+                self.q_seq,
+                self.cur_log,
                 self.bound,
                 final,
                 self.dbase,
@@ -989,9 +1024,16 @@ class XenalyzeEngine:
                 np.zeros(cpus.shape[0], dtype=np.uint8),
                 np.zeros(cpus.shape[0], dtype=np.int64),
                 np.zeros((cpus.shape[0], 4), dtype=np.int64),
+                log=False,
             )
         self.bound[:] = TMAX
         self.run(final=True)
+
+    @property
+    def current_log(self) -> np.ndarray:
+        """With ``log_current``: the key of ``p->current`` after each fed record, in feed
+        order (-1 = NULL, -2 = not processed)."""
+        return self.cur_log[: self.fed]
 
     # ---- results -------------------------------------------------------------------------------
     def results(self, total_last_tsc: int) -> EngineResults:

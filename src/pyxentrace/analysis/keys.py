@@ -23,16 +23,16 @@ NONE_KEY = -1
 IDLE_DOMAIN = DOMID_IDLE
 #: xenalyze's own number for its default domain (for --summary compatible text).
 XENALYZE_DEFAULT_DOMAIN = 32768
+#: xenalyze's ``MAX_CPUS``: scheduling records naming a larger vCPU number are ignored, pCPUs
+#: above it get no default vCPU (shared by the runstate engine and the attribution).
+XENALYZE_MAX_VID = 256
 
 
 def make_key(domain: int, vcpu: int) -> int:
-    """The int64 key of ``(domain, vcpu)``."""
-    return (int(domain) << DOMAIN_SHIFT) | (int(vcpu) & VCPU_MASK)
-
-
-def default_key(pcpu: int) -> int:
-    """Key of the pre-scheduling bucket of ``pcpu``."""
-    return make_key(DEFAULT_DOMAIN, pcpu)
+    """The int64 key of ``(domain, vcpu)`` (``ValueError`` for a vCPU number past 16 bits)."""
+    if not 0 <= int(vcpu) <= VCPU_MASK:
+        raise ValueError(f"vCPU number {vcpu} is not in 0..{VCPU_MASK}")
+    return (int(domain) << DOMAIN_SHIFT) | int(vcpu)
 
 
 def split_key(key: int) -> tuple[int, int]:
@@ -53,15 +53,6 @@ def key_label(key: int) -> str:
     return f"{domain_label(dom)}v{vcpu}"
 
 
-def domain_of_label(domain: int) -> str:
-    """Label of a domain number, including the two buckets."""
-    if domain < 0:
-        return "d?"
-    if domain == DEFAULT_DOMAIN:
-        return "d[DEFAULT]"
-    return domain_label(domain)
-
-
 def parse_vcpu_label(text: str) -> int:
     """Key of a label as printed (``d1v0``, ``d[IDLE]v3``, ``d32767v0``, ``d[DEFAULT]v1``).
 
@@ -76,6 +67,8 @@ def parse_vcpu_label(text: str) -> int:
     dpart, _, vpart = t[1:].rpartition("v")
     if not vpart.isdigit():
         raise ValueError(f"not a vCPU label: {text!r}")
+    if int(vpart) > VCPU_MASK:
+        raise ValueError(f"not a vCPU label: {text!r} (vCPU numbers are 0..{VCPU_MASK})")
     return make_key(parse_domain(dpart, text), int(vpart))
 
 
@@ -94,14 +87,21 @@ def parse_domain(dpart: str, text: str | None = None) -> int:
             if label == name:
                 return dom
         if name.startswith("0X"):
-            return int(name, 16)
+            try:
+                dom = int(name, 16)
+            except ValueError:
+                dom = -1
+            if 0 <= dom <= 0xFFFF:
+                return dom
     elif s.isdigit():
         dom = int(s)
         if dom == XENALYZE_DEFAULT_DOMAIN:
             return DEFAULT_DOMAIN
         if dom <= 0xFFFF:
             return dom
-    raise ValueError(f"not a domain: {text or dpart!r} (expected e.g. 1, d1, d[IDLE])")
+    raise ValueError(
+        f"not a domain: {text or dpart!r} (expected e.g. 1, d1, d[IDLE]; ids are 0..65535)"
+    )
 
 
 def labels_of_keys(keys: np.ndarray) -> np.ndarray:
@@ -110,7 +110,3 @@ def labels_of_keys(keys: np.ndarray) -> np.ndarray:
     uniq, inv = np.unique(keys, return_inverse=True)
     names = np.asarray([key_label(int(k)) for k in uniq], dtype=object)
     return names[inv.reshape(keys.shape)]
-
-
-def is_idle_key(key: int) -> bool:
-    return split_key(key)[0] == IDLE_DOMAIN

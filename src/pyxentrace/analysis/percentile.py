@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-SAMPLE_SIZE = 1024
 SAMPLE_MAX = 1024 * 1024 * 32
 
 

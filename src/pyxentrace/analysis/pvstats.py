@@ -3,8 +3,12 @@
 For every PV record the kernel decodes what the summary needs straight from the payload words
 (hypercall number, trap vector, page-fault error code, guest instruction pointer) and counts it
 for the vCPU it is attributed to - under our attribution and, separately, under xenalyze's (which
-drops records while no vCPU or the idle vCPU is current). Scheduling and lost records are marked
-for the runstate engine. Everything is keyed by vCPU slot (:class:`SlotTable`).
+drops records while no vCPU or the idle vCPU is current). Where each field sits comes from the
+one PV decoding table (:func:`.decode.pv_lookup`), per event id *and* payload size
+(:func:`summary_table`): a record whose size fits no layout of its id, or whose id the table
+does not know, is counted under its minor only, never decoded from missing words. Scheduling
+and lost records are marked for the runstate engine. Everything is keyed by vCPU slot
+(:class:`SlotTable`).
 
 Top instruction pointers per (vCPU, event type) use one shared open-addressing table: exact while
 it has room, then a bounded "space-saving" replacement (an incoming address evicts the least
@@ -14,9 +18,13 @@ counted entry of its probe window and inherits that count + 1, an over-estimate 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numba import njit
 
+from ..format import pv_layouts as L
+from . import decode as D
 from .attribution import (
     S_CUR,
     S_CUR_X,
@@ -26,11 +34,11 @@ from .attribution import (
     S_SEEN,
     S_SLOT,
     S_SLOT_X,
+    first_keys,
     is_step_event,
     step,
-    vkey,
 )
-from .keys import DEFAULT_DOMAIN, DOMAIN_SHIFT, IDLE_DOMAIN, NONE_KEY
+from .keys import DOMAIN_SHIFT, IDLE_DOMAIN, NONE_KEY
 
 NMINOR = 256
 HC_OPS = 64  # ops 0..63 counted exactly, the last column collects larger numbers
@@ -45,9 +53,9 @@ X_LOST_AT_START = 2  # lost records that began while this vCPU was current
 X_LOST_NAMED = 3  # lost records naming this vCPU (current when the loss ended)
 X_LOST_COUNT = 4  # records lost, summed over the lost records naming it
 X_TRAP_EC = 5  # traps that carried an error code
-X_PTWR_PAE = 6  # ptwr records in the PAE layout
-X_PV64 = 7  # PV records carrying the 64-bit flag
-X_SIZE_SHORT = 8  # PV records with fewer payload words than their layout
+X_BAD_SIZE = 6  # PV records of a known id whose payload size fits none of its layouts
+X_UNKNOWN_ID = 7  # PV records whose id the decoding table does not know
+X_PTWR_FLAG = 8  # PTWR records whose 64-bit flag disagrees with the minor (xenalyze stops)
 X_NMISC = 10
 
 #: Event types with an instruction pointer, for the top-EIP tables.
@@ -62,12 +70,12 @@ EIP_TYPES = (
     "gdt_ldt_mapping_fault",
     "ptwr_emulation",
 )
-_MINOR_ETYPE = np.full(256, -1, dtype=np.int64)
-for _m, _t in ((1, 0), (3, 1), (4, 2), (5, 3), (6, 4), (7, 5), (9, 6), (10, 7), (11, 8), (12, 8)):
-    _MINOR_ETYPE[_m] = _t
-# Decode table, one row per (minor, 64-bit flag): where each field sits in the payload words.
-# Word index 6 with a zero mask reads nothing. Non-matching counters go to a dummy row/column,
-# so the per-record work is branch-free whatever the mix of events.
+# Summary table: one row per (PV id, payload words), built from decode.pv_lookup() (THE PV
+# decoding table): where each counted field sits in the payload words, and which condition
+# counters the record bumps. A row only names payload words when the id and size match a
+# layout, so no word past the payload is read; word index 6 with a zero mask reads nothing.
+# Non-matching counters go to a dummy row/column, so the per-record work is one lookup and
+# branch-free whatever the mix of events (but for the rare condition counters).
 T_ETYPE = 0  # top-EIP type, -1 none
 T_EIP_LO = 1
 T_EIP_LO_M = 2
@@ -80,58 +88,90 @@ T_TRAP_W = 8
 T_TRAP_M = 9  # 0x7fff for traps
 T_PF_W = 10
 T_PF_M = 11
-T_NEED = 12  # payload words the layout needs
-T_PAE = 13
-T_NCOLS = 14
+T_NCOLS = 12
 _M32 = 0xFFFFFFFF
+_HC_KIND = {"hypercall": 0, "hypercall_v2": 1, "hypercall_subcall": 2}
 
 
-def _decode_table() -> np.ndarray:
-    t = np.zeros((512, T_NCOLS), dtype=np.int64)
-    t[:, T_ETYPE] = -1
-    t[:, T_HC_KIND] = 3
+def _layout_row(lay) -> np.ndarray:
+    r = np.zeros(T_NCOLS, dtype=np.int64)
+    r[T_ETYPE] = -1
+    r[T_HC_KIND] = 3
     for col in (T_EIP_LO, T_EIP_HI, T_OP_W, T_TRAP_W, T_PF_W):
-        t[:, col] = 6
+        r[col] = 6
+    if lay is None:
+        return r
+    fields = {f.name: f for f in lay.fields}
+    if lay.kind == "hypercall_v2":
+        r[T_HC_KIND] = _HC_KIND[lay.point]
+        r[T_OP_W], r[T_OP_M] = 0, (1 << L.HYPERCALL_V2_OP_BITS) - 1
+        return r
+    if "eip" in fields and lay.point in EIP_TYPES:
+        f = fields["eip"]
+        r[T_ETYPE] = EIP_TYPES.index(lay.point)
+        r[T_EIP_LO], r[T_EIP_LO_M] = f.offset // 4, _M32
+        if f.size == 8:
+            r[T_EIP_HI], r[T_EIP_HI_M] = f.offset // 4 + 1, _M32
+    if lay.point == "hypercall":
+        f = fields["eax"]
+        r[T_HC_KIND] = 0
+        r[T_OP_W], r[T_OP_M] = f.offset // 4, f.mask
+    elif lay.point == "trap":
+        f = fields["trapnr"]
+        assert f.shift == 0 and fields["use_error_code"].shift == TRAP_EC_SHIFT
+        r[T_TRAP_W], r[T_TRAP_M] = f.offset // 4, f.mask
+    elif lay.point == "page_fault":
+        f = fields["error_code"]
+        r[T_PF_W], r[T_PF_M] = f.offset // 4, f.mask
+    return r
 
-    def row(minor, is64, **kw):
-        r = t[minor * 2 + is64]
-        for k, v in kw.items():
-            r[globals()["T_" + k.upper()]] = v
 
-    def eip(minor, lo32, lo64, hi64):
-        row(minor, 0, eip_lo=lo32, eip_lo_m=_M32)
-        row(minor, 1, eip_lo=lo64, eip_lo_m=_M32, eip_hi=hi64, eip_hi_m=_M32)
+#: what a table row says about its records, for the counts derived after the pass
+C_BAD_SIZE, C_UNKNOWN_ID, C_PTWR_FLAG = 1, 2, 4
 
-    for minor in range(256):
-        for is64 in (0, 1):
-            et = _MINOR_ETYPE[minor]
-            row(minor, is64, etype=et)
-    for minor in (1, 3, 4, 5, 6, 7, 9, 10):
-        eip(minor, 0, 0, 1)
-    row(1, 0, hc_kind=0, op_w=1, op_m=_M32, need=2)
-    row(1, 1, hc_kind=0, op_w=2, op_m=_M32, need=3)
-    for minor, kind in ((13, 1), (14, 2)):
-        for is64 in (0, 1):
-            row(minor, is64, hc_kind=kind, op_w=0, op_m=0xFFFFF, need=1)
-    row(3, 0, trap_w=1, trap_m=0x7FFF, need=2)
-    row(3, 1, trap_w=2, trap_m=0x7FFF, need=3)
-    row(4, 0, pf_w=2, pf_m=_M32, need=3)
-    row(4, 1, pf_w=4, pf_m=_M32, need=5)
-    for minor in (5, 6, 7):
-        row(minor, 0, need=1)
-        row(minor, 1, need=2)
-    for minor in (9, 10):
-        row(minor, 0, need=2)
-        row(minor, 1, need=4)
-    row(11, 0, eip_lo=2, eip_lo_m=_M32, need=3)  # non-PAE x86_32: pte, addr, eip
-    row(11, 1, eip_lo=4, eip_lo_m=_M32, eip_hi=5, eip_hi_m=_M32, need=6)
-    for is64 in (0, 1):
-        row(12, is64, eip_lo=3, eip_lo_m=_M32, need=4, pae=1)
-    return t
 
+@cache
+def summary_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, table, minor, cond)``: ``table[rows[e & 0xFFFF] + nwords]`` is the row of a PV
+    record; ``minor[row]`` its minor, ``cond[row]`` its ``C_*`` conditions.
+
+    A known id gets 8 rows (0..7 payload words): its layout's, or one that reads nothing for a
+    size no layout has (``C_BAD_SIZE``); unknown ids get 8 rows per minor that read nothing
+    (``C_UNKNOWN_ID``). PTWR ids whose 64-bit flag disagrees with the minor (xenalyze's check,
+    spec §2.5) are ``C_PTWR_FLAG``. The kernel counts records per row (:attr:`SlotTable.row_t`);
+    per-minor and per-condition counts follow from these arrays (:meth:`SlotTable.finish`).
+    """
+    look = D.pv_lookup()
+    lays, ev_slot, by_nw = look["layouts"], look["ev_slot"], look["by_nw"]
+    nslot = by_nw.shape[0]
+    nrows = (nslot + NMINOR) * 8
+    table = np.zeros((nrows, T_NCOLS), dtype=np.int64)
+    minor = np.zeros(nrows, dtype=np.int64)
+    cond = np.zeros(nrows, dtype=np.int64)
+    ids = {int(s): e for e, s in enumerate(ev_slot.tolist()) if s >= 0}
+    for slot in range(nslot):
+        m, is64 = ids[slot] & 0xFF, ids[slot] >> 8 & 1
+        wrong = (m == D.MINOR_PTWR and not is64) or (m == D.MINOR_PTWR_PAE and is64)
+        for nw in range(8):
+            j = by_nw[slot, nw]
+            r = slot * 8 + nw
+            table[r] = _layout_row(lays[j] if j >= 0 else None)
+            minor[r] = m
+            cond[r] = (C_BAD_SIZE if j < 0 else 0) | (C_PTWR_FLAG if wrong else 0)
+    unknown = _layout_row(None)
+    for m in range(NMINOR):
+        r = (nslot + m) * 8
+        table[r : r + 8] = unknown
+        minor[r : r + 8] = m
+        cond[r : r + 8] = C_UNKNOWN_ID
+    low = np.arange(1 << 16)
+    rows = np.where(ev_slot >= 0, ev_slot * 8, (nslot + (low & 0xFF)) * 8).astype(np.int32)
+    return rows, table, minor, cond
+
+
+TRAP_EC_SHIFT = 15  # use_error_code bit of the trap word
 
 EIP_PROBE = 4
-DECODE = _decode_table()
 # eip-table meta
 EM_USED = 0
 EM_REPLACED = 1
@@ -191,7 +231,7 @@ def scan_batch(
     hslots,
     smeta,
     maxslots,
-    minor_t,
+    row_t,
     hc_t,
     trap_t,
     pf_t,
@@ -203,15 +243,19 @@ def scan_batch(
     t_hi,
     cpu_mask,
     kind_out,
+    ev_row,
+    stab,
 ):
     """Attribute and count rows ``[start, n)``; returns ``(status, next row)``.
 
-    ``minor_t[mode, slot, minor]``, ``hc_t[mode, slot, kind, op]``, ``trap_t[mode, slot, vec]``
+    ``row_t[mode, slot, row]``, ``hc_t[mode, slot, kind, op]``, ``trap_t[mode, slot, vec]``
     with mode 0 = ours, 1 = xenalyze's attribution; ``pf_t[slot, combo]`` and ``misc_t[slot, x]``
     for ours; ``et`` the top-EIP table. ``kind_out[i]`` receives the runstate-engine kind of
     each row (-1 = not for the engine). A PV row is counted when ``t_lo <= tsc <= t_hi`` and
-    ``cpu_mask[cpu]``. (The loop body is flat on purpose: helpers taking arrays cost atomic
-    reference counting per call in numba.)
+    ``cpu_mask[cpu]``. ``ev_row``/``stab`` are :func:`summary_table`'s; records are counted
+    per table row (``row_t``), so a record whose id and size match no layout is counted under
+    its minor only. (The loop body is flat on purpose:
+    helpers taking arrays cost atomic reference counting per call in numba.)
     """
     n = cpu.shape[0]
     ecap = et.shape[0]
@@ -222,12 +266,13 @@ def scan_batch(
         # -- per-pCPU bookkeeping
         if pst[c, S_SEEN] == 0:
             pst[c, S_SEEN] = 1
-            k0 = vkey(DEFAULT_DOMAIN, c)
+            k0, k0x = first_keys(c)
             pst[c, S_CUR] = k0
-            pst[c, S_CUR_X] = k0
+            pst[c, S_CUR_X] = k0x
             pst[c, S_SLOT] = -2
             pst[c, S_SLOT_X] = -2
-        if (flags[i] & 1) == 0:
+        untimed = (flags[i] & 1) != 0
+        if not untimed:
             if pst[c, S_FIRST_TSC] == 0:
                 pst[c, S_FIRST_TSC] = t
             pst[c, S_LAST_TSC] = t
@@ -250,45 +295,40 @@ def scan_batch(
                     if sx < 0:
                         return ST_GROW_SLOTS, i
                 pst[c, S_SLOT_X] = sx
-            # -- count the PV record (table-driven, see DECODE)
+            # -- count the PV record (table-driven, see summary_table)
             nw = np.int64(nwords[i])
-            minor = ev & 0xFF
-            is64 = (ev >> 8) & 1
-            r = minor * 2 + is64
-            minor_t[0, s, minor] += 1
+            r = np.int64(ev_row[ev & 0xFFFF]) + nw
+            row_t[0, s, r] += 1
             if sx >= 0:
-                minor_t[1, sx, minor] += 1
-            misc_t[s, X_PV64] += is64
-            misc_t[s, X_SIZE_SHORT] += nw < DECODE[r, T_NEED]
-            misc_t[s, X_PTWR_PAE] += DECODE[r, T_PAE]
-            kind = DECODE[r, T_HC_KIND]
-            op = np.int64(words[i, DECODE[r, T_OP_W]]) & DECODE[r, T_OP_M]
+                row_t[1, sx, r] += 1
+            kind = stab[r, T_HC_KIND]
+            op = np.int64(words[i, stab[r, T_OP_W]]) & stab[r, T_OP_M]
             col = min(op, HC_OPS)
             hc_t[0, s, kind, col] += 1
             if sx >= 0:
                 hc_t[1, sx, kind, col] += 1
-            tw = np.int64(words[i, DECODE[r, T_TRAP_W]])
-            is_trap = DECODE[r, T_TRAP_M] != 0
-            vec = min(tw & 0x7FFF, NVEC) if is_trap else NVEC + 1
+            tw = np.int64(words[i, stab[r, T_TRAP_W]])
+            is_trap = stab[r, T_TRAP_M] != 0
+            vec = min(tw & stab[r, T_TRAP_M], NVEC) if is_trap else NVEC + 1
             trap_t[0, s, vec] += 1
             if sx >= 0:
                 trap_t[1, sx, vec] += 1
-            misc_t[s, X_TRAP_EC] += is_trap and ((tw >> 15) & 1) == 1
-            ec = np.int64(words[i, DECODE[r, T_PF_W]]) & DECODE[r, T_PF_M]
-            is_pf = DECODE[r, T_PF_M] != 0
+            misc_t[s, X_TRAP_EC] += is_trap and ((tw >> TRAP_EC_SHIFT) & 1) == 1
+            ec = np.int64(words[i, stab[r, T_PF_W]]) & stab[r, T_PF_M]
+            is_pf = stab[r, T_PF_M] != 0
             pf_t[s, (ec & (PFEC_COMBOS - 1)) if is_pf else PFEC_COMBOS] += 1
             misc_t[s, X_PF_HIGHBITS] += is_pf and ec >= PFEC_COMBOS
-            if op == 1 and kind >= 1:
+            if op == 1 and (kind == 1 or kind == 2):
                 w0 = np.int64(words[i, 0])
                 if ((w0 >> 22) & 3) != 0:
                     # mmu_update: arg 1 (count) follows arg 0's words; bit 31 = preempted
                     off = 1 + ((w0 >> 20) & 3)
                     if off < nw and off < 7 and (np.int64(words[i, off]) & 0x80000000):
                         misc_t[s, X_MMU_PREEMPTED] += 1
-            etype = DECODE[r, T_ETYPE]
+            etype = stab[r, T_ETYPE]
             if do_eip and etype >= 0:
-                lo = np.uint64(words[i, DECODE[r, T_EIP_LO]]) & np.uint64(DECODE[r, T_EIP_LO_M])
-                hi = np.uint64(words[i, DECODE[r, T_EIP_HI]]) & np.uint64(DECODE[r, T_EIP_HI_M])
+                lo = np.uint64(words[i, stab[r, T_EIP_LO]]) & np.uint64(stab[r, T_EIP_LO_M])
+                hi = np.uint64(words[i, stab[r, T_EIP_HI]]) & np.uint64(stab[r, T_EIP_HI_M])
                 eip = lo | (hi << np.uint64(32))
                 # one shared bounded table: exact while there is room, then space-saving
                 st_ = s * 16 + etype
@@ -344,6 +384,8 @@ def scan_batch(
                 w1,
                 np.int64(words[i, 2]),
                 np.int64(words[i, 3]),
+                t,
+                untimed,
             )
             if cur != pst[c, S_CUR]:
                 pst[c, S_CUR] = cur
@@ -366,6 +408,9 @@ class SlotTable:
         self.hkeys = np.full(cap, -2, dtype=np.int64)
         self.hslots = np.zeros(cap, dtype=np.int64)
         self.smeta = np.zeros(SM_NMETA, dtype=np.int64)
+        self.nrows = summary_table()[1].shape[0]
+        # records per summary-table row; per-minor counts (minor_t) come from it in finish()
+        self.row_t = np.zeros((2, maxslots, self.nrows), dtype=np.int64)
         self.minor_t = np.zeros((2, maxslots, NMINOR), dtype=np.int64)
         # one extra kind row / column each: the branch-free kernel's dummy counters
         self.hc_t = np.zeros((2, maxslots, HC_KINDS + 1, HC_OPS + 1), dtype=np.int64)
@@ -387,12 +432,27 @@ class SlotTable:
             slot_of(self.hkeys, self.hslots, self.smeta, np.int64(k), self.maxslots)
         assert int(self.smeta[SM_USED]) == n
         m = old["maxslots"]
-        self.minor_t[:, :m] = old["minor_t"]
+        self.row_t[:, :m] = old["row_t"]
         self.hc_t[:, :m] = old["hc_t"]
         self.trap_t[:, :m] = old["trap_t"]
         self.pf_t[:m] = old["pf_t"]
         self.misc_t[:m] = old["misc_t"]
         self.et, self.emeta = old["et"], old["emeta"]
+
+    def finish(self) -> None:
+        """Per-minor counts (``minor_t``) and condition counts (``misc_t``) from ``row_t``."""
+        _, _, row_minor, row_cond = summary_table()
+        n = int(self.smeta[SM_USED])
+        rt = self.row_t[:, :n]
+        self.minor_t[:] = 0
+        for r in np.nonzero(rt.any(axis=(0, 1)))[0]:
+            self.minor_t[:, :n, row_minor[r]] += rt[:, :, r]
+        for bit, col in (
+            (C_BAD_SIZE, X_BAD_SIZE),
+            (C_UNKNOWN_ID, X_UNKNOWN_ID),
+            (C_PTWR_FLAG, X_PTWR_FLAG),
+        ):
+            self.misc_t[:n, col] = rt[0][:, (row_cond & bit) != 0].sum(axis=1)
 
     def keys(self) -> list[int]:
         """vCPU keys in slot order."""

@@ -41,6 +41,12 @@ PV_JSON_NAMES: dict[int, str] = {
     13: "hypercall_v2",
     14: "hypercall_subcall",
 }
+#: Counted conditions of PV records (see :meth:`Summary.pv_conditions`).
+PV_CONDITIONS = {
+    "bad_size": PS.X_BAD_SIZE,
+    "unknown_id": PS.X_UNKNOWN_ID,
+    "ptwr_wrong_flag": PS.X_PTWR_FLAG,
+}
 PFEC_NAMES = {
     0: "present",
     1: "write",
@@ -166,6 +172,16 @@ class Summary:
         s = self.slots.slot(key)
         return int(self.slots.misc_t[s, col]) if s >= 0 else 0
 
+    def pv_conditions(self) -> dict[str, int]:
+        """PV records counted but not (fully) decoded, over all vCPUs (our attribution).
+
+        ``bad_size``: the payload size fits no layout of the id; ``unknown_id``: the id is not
+        in the PV layout table (both are counted under their minor only); ``ptwr_wrong_flag``:
+        PTWR records whose 64-bit flag disagrees with the minor (decoded by their size;
+        xenalyze stops at them).
+        """
+        return _pv_condition_counts(self.slots.misc_t)
+
     # ---- runstates -----------------------------------------------------------------------------
     def _stat(self, sid: int, name: str, self_weighted: bool = True) -> RunstateStat:
         from .percentile import xenalyze_triplet
@@ -244,6 +260,7 @@ class Summary:
             "vcpus": vcpus,
             "domains": self._domains_dict(),
             "notes": list(self.notes),
+            "pv_conditions": self.pv_conditions(),
             "xenalyze_engine": {
                 "fatal_conditions": self.engine.fatal,
                 "strange_conditions": self.engine.strange,
@@ -287,6 +304,8 @@ class Summary:
         }
         pv["page_fault_high_bits"] = self.misc(key, PS.X_PF_HIGHBITS)
         pv["mmu_update_preempted"] = self.misc(key, PS.X_MMU_PREEMPTED)
+        for name, col in PV_CONDITIONS.items():
+            pv[name] = self.misc(key, col)
         pv["top_eips"] = {
             t: [{"eip": f"{e:#x}", "count": c} for e, c in lst]
             for t, lst in self.slots.top_eips(self.slots.slot(key), top).items()
@@ -409,6 +428,7 @@ class _State:
         self.origin: int | None = None
         self.lost_first: list[int] = []
         self.kind_buf = np.empty(0, dtype=np.int8)
+        self.ev_row, self.stab = PS.summary_table()[:2]
 
     def batch(self, b) -> None:
         n = len(b)
@@ -440,7 +460,7 @@ class _State:
                 slots.hslots,
                 slots.smeta,
                 slots.maxslots,
-                slots.minor_t,
+                slots.row_t,
                 slots.hc_t,
                 slots.trap_t,
                 slots.pf_t,
@@ -452,6 +472,8 @@ class _State:
                 np.int64(self.t_hi),
                 self.cpu_mask,
                 kind,
+                self.ev_row,
+                self.stab,
             )
             if st == PS.ST_DONE:
                 break
@@ -478,6 +500,32 @@ class _State:
         eng.run(final=False)
 
 
+def _pv_condition_counts(misc: np.ndarray) -> dict[str, int]:
+    return {name: int(misc[:, col].sum()) for name, col in PV_CONDITIONS.items()}
+
+
+def _pv_notes(misc: np.ndarray) -> list[str]:
+    n = _pv_condition_counts(misc)
+    bad, unknown, ptwr = n["bad_size"], n["unknown_id"], n["ptwr_wrong_flag"]
+    out = []
+    if bad:
+        out.append(
+            f"{bad} PV records have a payload size no layout of their id has: counted under "
+            "their event only (no hypercall, vector, error code or EIP)"
+        )
+    if unknown:
+        out.append(
+            f"{unknown} PV records have ids outside the PV layout table: counted under their "
+            "minor only, not decoded"
+        )
+    if ptwr:
+        out.append(
+            f"{ptwr} PTWR records carry the wrong 64-bit flag for their minor (11 without it, "
+            "12 with it): decoded by their size; xenalyze stops at these (ERR_RECORD)"
+        )
+    return out
+
+
 def _run(reader: TraceReader, path: str, clock: Clock, filters: Filters, eip_cap: int) -> Summary:
     st = _State(filters, clock, eip_cap)
     # batch k is counted in a worker thread (the kernels release the GIL) while this thread
@@ -493,6 +541,7 @@ def _run(reader: TraceReader, path: str, clock: Clock, filters: Filters, eip_cap
         if pending is not None:
             pending.result()
     pst, slots, eng, lost_first, origin = st.pst, st.slots, st.eng, st.lost_first, st.origin
+    slots.finish()
     report = reader.report
     if eng is None:
         eng = E.XenalyzeEngine()
@@ -514,6 +563,13 @@ def _run(reader: TraceReader, path: str, clock: Clock, filters: Filters, eip_cap
         )
     if slots.eip_approximate:
         notes.append("top-EIP tables overflowed: counts of rare addresses are approximate")
+    notes.extend(_pv_notes(slots.misc_t))
+    if filters.cpus:
+        notes.append(
+            f"--cpu {','.join(str(c) for c in sorted(filters.cpus))}: PV events are counted from "
+            "these pCPUs only; runstates and cpu affinity cover every pCPU (a vCPU's runstates "
+            "span the pCPUs it runs on)"
+        )
     if report.lost_records:
         notes.append(
             f"{report.lost_records} lost-records records: the hypervisor dropped "

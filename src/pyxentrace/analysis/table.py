@@ -70,7 +70,7 @@ def arrow_batch(b: RecordBatch, attribution: dict[str, np.ndarray], first_tsc: i
         "untimed": pa.array((b.flags & 1) != 0),
         "flags": pa.array(b.flags),
         "event": pa.array(b.event),
-        "event_name": dict_col(ev.event_names(b.event)),
+        "event_name": dict_col(D.event_names(b.event)),
         "class": dict_col(
             [ev.class_name(int(e)) for e in b.event] if n < 64 else _class_names(b.event)
         ),
@@ -90,7 +90,7 @@ def arrow_batch(b: RecordBatch, attribution: dict[str, np.ndarray], first_tsc: i
         "error_code": nullable(c["error_code"], c["error_code_valid"], pa.uint32()),
         "vector": nullable(vec, has_vec, pa.int32()),
         "vector_name": dict_col(_names(vec, has_vec, xn.vector_name)),
-        "use_error_code": nullable(c["use_error_code"], has_vec, pa.bool_()),
+        "use_error_code": nullable(c["use_error_code"], c["use_error_code_valid"], pa.bool_()),
         **{
             f"pf_{b_}": nullable(c[f"pf_{b_}"], pf, pa.bool_())
             for b_ in ("present", "write", "user", "reserved", "ifetch")
@@ -102,7 +102,7 @@ def arrow_batch(b: RecordBatch, attribution: dict[str, np.ndarray], first_tsc: i
         "pte_pae": nullable(c["pte_pae"], c["pte_valid"], pa.bool_()),
         "hypercall": nullable(op, has_op, pa.int32()),
         "hypercall_name": dict_col(_names(op, has_op, _op_name)),
-        "arg_presence": nullable(c["arg_presence"], (minor == 13) | (minor == 14), pa.uint16()),
+        "arg_presence": nullable(c["arg_presence"], c["arg_presence_valid"], pa.uint16()),
         **{f"arg{i}": nullable(c[f"arg{i}"], c[f"arg{i}_valid"], pa.uint64()) for i in range(6)},
         "subcmd": nullable(sub, has_sub, pa.int64()),
         "subcmd_name": dict_col(
