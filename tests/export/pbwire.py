@@ -146,7 +146,10 @@ def decode(data: bytes) -> Decoded:
 
 
 def slices(events: list[Event]) -> list[tuple[str, int, int, int]]:
-    """Slices of one track as (name, begin, end, depth), checking strict nesting on the way."""
+    """Slices of one track as (name, begin, end, depth), checking on the way: one track, time
+    order, every end names the slice it closes (the innermost open one: strict nesting), and
+    nothing left open."""
+    assert len({e.track for e in events}) <= 1, "events of several tracks"
     stack: list[tuple[str, int]] = []
     out = []
     last = -1
@@ -157,10 +160,25 @@ def slices(events: list[Event]) -> list[tuple[str, int, int, int]]:
             stack.append((e.name, e.ts))
         elif e.type == 2:
             assert stack, f"slice end at {e.ts} without an open slice"
-            name, t0 = stack.pop()
+            assert e.name is not None, f"slice end at {e.ts} does not name its slice"
+            name, t0 = stack[-1]
+            assert e.name == name, (
+                f"end of {e.name!r} at {e.ts} would close {name!r} (begun at {t0}), "
+                f"open: {[n for n, _t in stack]}"
+            )
+            stack.pop()
             out.append((name, t0, e.ts, len(stack)))
     assert not stack, f"slices left open: {stack}"
     return sorted(out, key=lambda s: (s[1], s[3]))
+
+
+def all_slices(d: Decoded) -> dict[str, list[tuple[str, int, int, int]]]:
+    """:func:`slices` of every track, by track name (every track checked)."""
+    by_track: dict[int, list[Event]] = defaultdict(list)
+    for e in d.events:
+        assert e.track in d.tracks, f"event on an undeclared track {e.track}"
+        by_track[e.track].append(e)
+    return {d.tracks[u]["name"]: slices(evs) for u, evs in by_track.items()}
 
 
 def decode_pb2(data: bytes, args_for: tuple[str, ...] = ("lost_records",)) -> Decoded:
@@ -175,7 +193,23 @@ def decode_pb2(data: bytes, args_for: tuple[str, ...] = ("lost_records",)) -> De
     cats: dict[int, str] = {}
     anns: dict[int, str] = {}
     strs: dict[int, str] = {}
+    events = out.events
     for p in t.packet:
+        if p.WhichOneof("data") == "track_event" and not p.HasField("interned_data"):
+            # the common case first (most packets): an event and nothing else
+            if out.first_flags is None and p.HasField("sequence_flags"):
+                out.first_flags = p.sequence_flags
+            te = p.track_event
+            name = names.get(te.name_iid) if te.name_iid else None
+            cat = te.category_iids
+            ev = Event(p.timestamp, te.type, te.track_uuid, name, cats.get(cat[0]) if cat else None)
+            if name in args_for:
+                for a in te.debug_annotations:
+                    kind = a.WhichOneof("value")
+                    val = getattr(a, kind)
+                    ev.args[anns[a.name_iid]] = strs[val] if kind == "string_value_iid" else val
+            events.append(ev)
+            continue
         if out.first_flags is None and p.HasField("sequence_flags"):
             out.first_flags = p.sequence_flags
         if p.HasField("interned_data"):

@@ -128,6 +128,31 @@ def test_warnings_are_counted_once():
     assert buf.getvalue().splitlines() == ["pyxentrace: 2 warnings:", "  - a (x2)", "  - b (x3)"]
 
 
+@pytest.mark.parametrize(
+    "fmt, codec, says",
+    [
+        ("arrow", "snappy", "arrow files compress with zstd, lz4 or none, not snappy"),
+        ("arrow", "gzip", "arrow files compress with zstd, lz4 or none, not gzip"),
+        ("csv", "zstd", "--compression does not apply to csv"),
+        ("jsonl", "gzip", "--compression does not apply to jsonl"),
+    ],
+)
+def test_compression_the_format_cannot_use_is_a_usage_error(pv_trace, tmp_path, fmt, codec, says):
+    out = tmp_path / f"x.{fmt}"
+    r = run("export", pv_trace, "--to", fmt, "--compression", codec, "-o", out)
+    assert r.exit_code == 2 and says in r.stderr, r.output
+    assert not out.exists()  # refused before the output was opened
+    r = run("export", pv_trace, "--to", fmt, "--partition", "--compression", codec, "-o", out)
+    assert r.exit_code == 2 and not out.exists()
+
+
+def test_compression_the_format_can_use(pv_trace, tmp_path):
+    for fmt, codec in (("arrow", "lz4"), ("arrow", "none"), ("parquet", "snappy"), ("csv", "none")):
+        out = tmp_path / f"x-{codec}.{fmt}"
+        r = run("export", pv_trace, "--to", fmt, "--compression", codec, "-o", out, "-q")
+        assert r.exit_code == 0 and out.stat().st_size > 0, r.output
+
+
 @pytest.mark.parametrize("cmd", ["export", "perfetto", "report"])
 def test_help(cmd):
     r = run(cmd, "--help")

@@ -8,8 +8,23 @@ import pytest
 from pyxentrace.export import write_perfetto
 from pyxentrace.reader import TraceReader
 
-from .handtrace import LAST, ORIGIN, PF_ADDR, PF_EIP, PRIV_EIP, PTE, PTWR_ADDR, TRAP_RIP
-from .pbwire import decode, decode_pb2, slices
+from .handtrace import (
+    HYPERCALL_V2,
+    LAST,
+    LOST,
+    ORIGIN,
+    PF_ADDR,
+    PF_EIP,
+    PRIV_EIP,
+    PTE,
+    PTWR_ADDR,
+    RS_RUNNABLE_TO_RUNNING,
+    RS_RUNNING_TO_RUNNABLE,
+    TRAP_RIP,
+    Rec,
+    write_trace,
+)
+from .pbwire import all_slices, decode, decode_pb2, slices
 
 END = LAST - ORIGIN  # ns: 1 GHz sidecar
 
@@ -120,6 +135,51 @@ def test_pv_slices_across_batches(pv_trace, tmp_path):
         assert slices(a.on(name)) == slices(b.on(name))
 
 
+# d1v0 makes a hypercall on pCPU 0, then pCPU 0 records nothing until 5000 (its buffer was
+# full: a lost-records marker) while d1v0 is preempted and runs again on pCPU 1 - the
+# hypercall's slice must end at d1v0's next runstate change (1200), not at pCPU 0's next
+# record (5000), and the runstate end must close "running", not the hypercall.
+MIGRATES = (
+    Rec(0, 1000, RS_RUNNABLE_TO_RUNNING, (1 << 16 | 0,), None),
+    Rec(0, 1100, HYPERCALL_V2, (23,), "d1v0"),
+    Rec(0, 5000, LOST, (9, 1 << 16 | 0, 1150, 0), None),
+    Rec(1, 1050, RS_RUNNABLE_TO_RUNNING, (2 << 16 | 0,), None),
+    Rec(1, 1200, RS_RUNNING_TO_RUNNABLE, (1 << 16 | 0,), None),
+    Rec(1, 1300, RS_RUNNABLE_TO_RUNNING, (1 << 16 | 0,), None),
+    Rec(1, 1400, HYPERCALL_V2, (24,), "d1v0"),
+    Rec(1, 1500, RS_RUNNING_TO_RUNNABLE, (1 << 16 | 0,), None),
+)
+
+
+@pytest.mark.parametrize("batch_rows", [None, 1, 2])
+def test_pv_slices_end_on_their_vcpu_track(tmp_path, batch_rows):
+    t = write_trace(tmp_path / "m.bin", MIGRATES)
+    d, _, _ = convert(t, tmp_path, pv_slices=True, batch_rows=batch_rows)
+    end = 5000 - ORIGIN
+    assert slices(d.on("d1v0")) == [
+        ("running", 0, 200, 0),
+        ("hypercall iret", 100, 200, 1),  # ends at d1v0's own runstate change
+        ("runnable", 200, 300, 0),
+        ("running", 300, 500, 0),
+        ("hypercall vcpu_op", 400, 500, 1),  # pCPU 1's next record is the runstate change
+        ("runnable", 500, end, 0),
+    ]
+    # the runstate slices are the ones of the default (instant) output
+    plain, _, _ = convert(t, tmp_path)
+    assert [s for s in slices(plain.on("d1v0"))] == [
+        ("running", 0, 200, 0),
+        ("runnable", 200, 300, 0),
+        ("running", 300, 500, 0),
+        ("runnable", 500, end, 0),
+    ]
+
+
+def runstate_slices(d) -> dict[str, list]:
+    """Every track's slices that are not PV events (runstates, pCPU occupancy)."""
+    pv = {e.name for e in d.events if e.category == "pv"}
+    return {t: [s for s in sl if s[0] not in pv] for t, sl in all_slices(d).items()}
+
+
 @pytest.mark.parametrize(
     "name", ["real-xen417-pvdom0.bin", "real-xen417-lost.bin", "real-credit2-hvm.bin"]
 )
@@ -137,12 +197,17 @@ def test_real_traces_nest_and_keep_every_record(data_dir, tmp_path, name):
         pass
     rep = rd.report
     assert res.rows == rep.rows
-    by_track: dict[int, list] = {}
-    for e in d.events:
-        by_track.setdefault(e.track, []).append(e)
-    for u, evs in by_track.items():
-        assert u in d.tracks
-        slices(evs)  # strict nesting, time order, nothing left open
+    # strict nesting, time order, every end closing the slice it names, nothing left open;
+    # and --pv-slices changes no runstate or pCPU slice: PV slices sit inside them
+    with_pv = runstate_slices(d)
+    plain_out = tmp_path / "plain.pftrace"
+    write_perfetto(path, str(plain_out))
+    try:
+        plain = decode_pb2(plain_out.read_bytes())
+    except ImportError:
+        plain = decode(plain_out.read_bytes())
+    assert with_pv == runstate_slices(plain)
+    assert all(s[3] == 0 for sl in with_pv.values() for s in sl)
     pv_rows = sum(n for _c, e, n, _b in rep.volume() if e >> 16 == 0x020)
     pv_events = sum(1 for e in d.events if e.category == "pv" and e.type in (1, 3))
     assert pv_events == pv_rows

@@ -12,7 +12,7 @@ import os
 import click
 
 from ..clikit import CONTEXT, cpu_hz_option, fail, guarded, quiet_option, trace_argument
-from .formats import COMPRESSIONS, FORMATS
+from .formats import COMPRESSIONS, FORMATS, compression_for
 from .progress import Warnings
 
 
@@ -77,9 +77,9 @@ _progress = click.option(
 @click.option(
     "--compression",
     type=click.Choice(COMPRESSIONS),
-    default="zstd",
-    show_default=True,
-    help="Parquet / Arrow compression.",
+    default=None,
+    help="Parquet: zstd (default), snappy, gzip, lz4, none. Arrow: zstd (default), lz4, none. "
+    "CSV and JSON Lines are not compressed.",
 )
 @cpu_hz_option
 @quiet_option
@@ -93,6 +93,10 @@ def export_cmd(trace, fmt, output, partition, host, compression, cpu_hz, quiet, 
         raise click.UsageError("--host names a partition: use it with --partition")
     if fmt == "parquet" and output == "-":
         raise click.UsageError("Parquet cannot stream to stdout; use --to arrow, csv or jsonl")
+    try:
+        compression = compression_for(fmt, compression)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     res = export_table(
         trace,
         output,
@@ -116,7 +120,8 @@ def export_cmd(trace, fmt, output, partition, host, compression, cpu_hz, quiet, 
 @click.option(
     "--pv-slices",
     is_flag=True,
-    help="PV events as slices ending at the next record of their pCPU (not instants).",
+    help="PV events as slices (not instants), each ending at the next record of its pCPU or "
+    "the next event of its vCPU, whichever comes first.",
 )
 @click.option(
     "--no-other",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import XentraceError
 from .columns import schema, to_arrow
+from .formats import compression_for
 from .perfetto import PerfettoWriter
 from .progress import Progress, Warnings
 from .source import TraceSource
@@ -50,7 +51,7 @@ def export_table(
     partition: bool = False,
     host: str | None = None,
     cpu_hz: float | None = None,
-    compression: str = "zstd",
+    compression: str | None = None,
     batch_rows: int | None = None,
     progress: bool | None = None,
 ) -> Result:
@@ -58,10 +59,16 @@ def export_table(
 
     ``fmt``: parquet, arrow (IPC file; a stream when ``out`` is ``-``), csv or jsonl. With
     ``partition``, ``out`` is a dataset root receiving ``host=HOST/cpu=N/part-0.<fmt>``.
+    ``compression``: Parquet zstd (default), snappy, gzip, lz4 or none; Arrow zstd (default),
+    lz4 or none; CSV and JSON Lines none. Anything else raises before any output is written.
     """
     trace = os.fspath(trace)
     if fmt not in FORMATS:
         raise XentraceError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    try:
+        compression = compression_for(fmt, compression)
+    except ValueError as e:
+        raise XentraceError(str(e)) from None
     src = TraceSource(trace, cpu_hz, batch_rows)
     res = Result(out, 0)
     bar = _progress(src, f"export {fmt}", progress)

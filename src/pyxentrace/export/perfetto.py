@@ -8,7 +8,12 @@ Layout (Perfetto's process/thread model):
 * one process per domain (``d0``, ``d1``, ``d[IDLE]`` - dom0 is a VM like any other), one
   thread track per vCPU (``d0v1``): runstate slices (``running``, ``runnable``, ``blocked``,
   ``offline``) and the vCPU's PV events as instants - or, with ``pv_slices``, as slices that end
-  at the next record of the same pCPU - with their decoded fields as arguments.
+  at the next record of the same pCPU or the next event of the same vCPU track, whichever comes
+  first (a vCPU track has at most one open PV slice, always innermost) - with their decoded
+  fields as arguments.
+
+Every slice end carries the name of the slice it closes, so a reader can check the pairing
+(Perfetto's trace processor does).
 
 Names, categories, argument names and string argument values are interned; each batch of
 records becomes one run of concatenated ``Trace.packet`` messages, so memory stays bounded.
@@ -85,7 +90,8 @@ class PerfettoWriter:
         self._pcpus: set[int] = set()
         self._domains: set[int] = set()
         self._vcpus: set[int] = set()
-        self._pending_pv: dict[int, tuple[int, int]] = {}  # cpu -> (track uuid, ts) open slice
+        # vCPU key -> (track uuid, begin ns, pCPU, name iid) of its open PV slice
+        self._pending_pv: dict[int, tuple[int, int, int, int]] = {}
         self.bytes = 0
         self.last_ns = 0
         self._write(self._xen_process())
@@ -154,18 +160,20 @@ class PerfettoWriter:
         on_vcpu = (key >= 0) & (dom != DEFAULT_DOMAIN)
         is_pv = (b.event >> 16) == _PV_MAIN
         rs = runstate_rows(b.event, b.nwords)
+        ri = np.nonzero(rs)[0]
+        tr = self.rs.feed(b.event[ri], b.words[ri, 0], b.tsc[ri], b.cpu[ri]) if ri.size else None
 
-        bounds = self._pv_bounds(b.cpu, t_ns, evs) if self.pv_slices else None
         # PV events on their vCPU's track
         pv_rows = np.nonzero(is_pv & on_vcpu)[0]
         for k in np.unique(key[pv_rows]).tolist():
             self._ensure_vcpu(k, tracks)
+        bounds = None
+        if self.pv_slices and (pv_rows.size or self._pending_pv):
+            bounds = self._pv_bounds(b.cpu, t_ns, key, pv_rows, ri, tr, evs)
         if pv_rows.size:
             self._pv_events(b, t_ns, key, pv_rows, evs, bounds)
         # runstate transitions: slices on vCPU and pCPU tracks
-        ri = np.nonzero(rs)[0]
-        if ri.size:
-            tr = self.rs.feed(b.event[ri], b.words[ri, 0], b.tsc[ri], b.cpu[ri])
+        if tr is not None:
             self._runstate_events(tr, t_ns[ri], evs, tracks)
         # everything else on the pCPU track
         other = ~rs & ~(is_pv & on_vcpu)
@@ -221,7 +229,7 @@ class PerfettoWriter:
         if bounds is None:
             evs.add(ts, PRIO_INSTANT, K.TYPE_INSTANT, uuid, names, cats, args.take(np.arange(n)))
             return
-        nxt, has = bounds[0][idx], bounds[1][idx]
+        nxt, has = bounds
         point = has & (nxt <= ts)  # the next record is at the same time: an instant
         sl = np.nonzero(~point)[0]
         pt = np.nonzero(point)[0]
@@ -230,9 +238,10 @@ class PerfettoWriter:
             ts[sl], PRIO_PV_BEGIN, K.TYPE_SLICE_BEGIN, uuid[sl], names[sl], cats[sl], args.take(sl)
         )
         ended = sl[has[sl]]
-        evs.add(nxt[ended], PRIO_PV_END, K.TYPE_SLICE_END, uuid[ended], 0, 0)
-        for j in sl[~has[sl]].tolist():  # the last record of its pCPU in this batch
-            self._pending_pv[int(b.cpu[idx[j]])] = (int(uuid[j]), int(ts[j]))
+        evs.add(nxt[ended], PRIO_PV_END, K.TYPE_SLICE_END, uuid[ended], names[ended], 0)
+        for j in sl[~has[sl]].tolist():  # nothing after it on its pCPU or track in this batch
+            k = int(key[idx[j]])
+            self._pending_pv[k] = (int(uuid[j]), int(ts[j]), int(b.cpu[idx[j]]), int(names[j]))
 
     def _str_arg(
         self, args: Args, name: str, values: np.ndarray, valid: np.ndarray, render
@@ -268,34 +277,59 @@ class PerfettoWriter:
         iids = self.intern.iids(ID_EVENT_NAMES, names)[inv]
         return iids, np.full(len(sub), self._cat("pv"), np.uint64)
 
-    def _pv_bounds(self, cpu: np.ndarray, t_ns: np.ndarray, evs: Events):
-        """``(next time, has next)`` per row: the next record of the same pCPU in this batch.
-        Slices left open by the previous batch end at their pCPU's first record here."""
+    def _pv_bounds(self, cpu, t_ns, key, pv_rows, ri, tr, evs: Events):
+        """``(end time, has end)`` of each PV row's slice in this batch: the next record of the
+        same pCPU or the next event on the same vCPU track (a PV event or a runstate slice
+        ending or beginning), whichever comes first. Slices left open by the previous batch end
+        here the same way (at their pCPU's first record or their track's first event)."""
         n = cpu.shape[0]
+        # next record of the same pCPU
         cpus = cpu.astype(np.int64)
         order = np.lexsort((np.arange(n), cpus))  # by pCPU, time order kept
-        sc, st = cpus[order], t_ns[order]
-        last = np.ones(n, bool)
-        last[:-1] = sc[:-1] != sc[1:]
-        first = np.ones(n, bool)
-        first[1:] = sc[1:] != sc[:-1]
-        nxt_sorted = np.empty(n, np.int64)
-        nxt_sorted[:-1] = st[1:]
-        nxt_sorted[-1] = st[-1]
-        nxt = np.empty(n, np.int64)
-        has = np.empty(n, bool)
-        nxt[order] = nxt_sorted
-        has[order] = ~last
-        ends_u, ends_t = [], []
-        for j in np.nonzero(first)[0].tolist():
-            c = int(sc[j])
-            if c in self._pending_pv:
-                u, _t = self._pending_pv.pop(c)
-                ends_u.append(u)
-                ends_t.append(int(st[j]))
-        if ends_u:
+        sc = cpus[order]
+        same = sc[1:] == sc[:-1]
+        nxt_cpu = np.full(n, -1, np.int64)
+        nxt_cpu[order[:-1][same]] = order[1:][same]
+        first_of_cpu = dict(
+            zip(sc[np.r_[True, ~same]].tolist(), order[np.r_[True, ~same]].tolist(), strict=True)
+        )
+        # next event of the same vCPU track: PV rows and runstate rows that end or begin a slice
+        if tr is not None:
+            moves = (tr.prev_state >= 0) | (tr.new_state >= 0)
+            t_rows = np.concatenate([pv_rows, ri[moves]])
+            t_keys = np.concatenate([key[pv_rows], tr.key[moves]])
+        else:
+            t_rows, t_keys = pv_rows, key[pv_rows]
+        m = t_rows.shape[0]
+        order = np.lexsort((t_rows, t_keys))
+        sk, sr = t_keys[order], t_rows[order]
+        same = sk[1:] == sk[:-1]
+        nxt_sorted = np.full(m, -1, np.int64)
+        nxt_sorted[:-1][same] = sr[1:][same]
+        nxt_track = np.empty(m, np.int64)
+        nxt_track[order] = nxt_sorted
+        heads = np.r_[True, ~same] if m else np.zeros(0, bool)
+        first_of_track = dict(zip(sk[heads].tolist(), sr[heads].tolist(), strict=True))
+        # the earlier of the two, per PV row
+        a = nxt_cpu[pv_rows]
+        bt = nxt_track[: pv_rows.shape[0]]
+        ta = np.where(a >= 0, t_ns[np.maximum(a, 0)], np.iinfo(np.int64).max)
+        tb = np.where(bt >= 0, t_ns[np.maximum(bt, 0)], np.iinfo(np.int64).max)
+        has = (a >= 0) | (bt >= 0)
+        nxt = np.minimum(ta, tb)
+        # slices left open by the previous batch
+        ends = []
+        for k, (u, t0, c, name) in list(self._pending_pv.items()):
+            cand = [
+                int(t_ns[r]) for r in (first_of_cpu.get(c), first_of_track.get(k)) if r is not None
+            ]
+            if cand:
+                ends.append((max(t0, min(cand)), u, name))
+                del self._pending_pv[k]
+        if ends:
+            et, eu, en = (np.array(x) for x in zip(*ends, strict=True))
             evs.add(
-                np.array(ends_t), PRIO_PV_END, K.TYPE_SLICE_END, np.array(ends_u, np.uint64), 0, 0
+                et, PRIO_PV_END, K.TYPE_SLICE_END, eu.astype(np.uint64), en.astype(np.uint64), 0
             )
         return nxt, has
 
@@ -308,7 +342,14 @@ class PerfettoWriter:
             self._ensure_vcpu(k, tracks)
         vu = vcpu_uuid(0) + tr.key.astype(np.uint64)
         end = tr.prev_state >= 0
-        evs.add(ts[end], PRIO_END, K.TYPE_SLICE_END, vu[end], 0, 0)
+        evs.add(
+            ts[end],
+            PRIO_END,
+            K.TYPE_SLICE_END,
+            vu[end],
+            state_iid[tr.prev_state[end].astype(np.int64)],
+            0,
+        )
         beg = tr.new_state >= 0
         evs.add(
             ts[beg],
@@ -324,7 +365,7 @@ class PerfettoWriter:
             PRIO_PCPU_END,
             K.TYPE_SLICE_END,
             np.uint64(UUID_PCPU) + tr.pcpu_end[pe].astype(np.uint64),
-            0,
+            self._label_iids(tr.key[pe]),
             0,
         )
         kick = tr.kicked >= 0
@@ -333,21 +374,26 @@ class PerfettoWriter:
             PRIO_PCPU_END,
             K.TYPE_SLICE_END,
             np.uint64(UUID_PCPU) + tr.pcpu_begin[kick].astype(np.uint64),
-            0,
+            self._label_iids(tr.kicked[kick]),
             0,
         )
         pb = np.nonzero(tr.pcpu_begin >= 0)[0]
         if pb.size:
-            uk, inv = np.unique(tr.key[pb], return_inverse=True)
-            names = self.intern.iids(ID_EVENT_NAMES, [key_label(int(k)) for k in uk])[inv]
             evs.add(
                 ts[pb],
                 PRIO_BEGIN,
                 K.TYPE_SLICE_BEGIN,
                 np.uint64(UUID_PCPU) + tr.pcpu_begin[pb].astype(np.uint64),
-                names,
+                self._label_iids(tr.key[pb]),
                 self._cat("sched"),
             )
+
+    def _label_iids(self, keys: np.ndarray) -> np.ndarray:
+        """Interned event-name ids of vCPU labels (``d0v1``), the pCPU slices' names."""
+        if keys.shape[0] == 0:
+            return np.zeros(0, np.uint64)
+        uk, inv = np.unique(keys, return_inverse=True)
+        return self.intern.iids(ID_EVENT_NAMES, [key_label(int(k)) for k in uk])[inv.ravel()]
 
     def _other_events(self, b, t_ns, key, idx, evs: Events) -> None:
         sub = b.take(idx)
@@ -374,24 +420,23 @@ class PerfettoWriter:
         evs.add(t_ns[idx], PRIO_INSTANT, K.TYPE_INSTANT, uuid, names, cats, args.take(np.arange(n)))
 
     def finish(self) -> None:
-        """End every slice still open, at the last record's time."""
+        """End every slice still open, at the last record's time (innermost first)."""
         evs = Events()
         t = self.last_ns
-        for u, _t0 in self._pending_pv.values():
-            evs.add(np.array([t]), PRIO_PV_END, K.TYPE_SLICE_END, np.array([u], np.uint64), 0, 0)
+        ends: list[tuple[int, int, int, int]] = []  # (prio, track uuid, name iid, not before)
+        for u, t0, _c, name in self._pending_pv.values():
+            ends.append((PRIO_PV_END, u, name, t0))
         self._pending_pv.clear()
-        for k, _state, _since in self.rs.open_intervals():
+        states = self.intern.iids(ID_EVENT_NAMES, list(STATE_NAMES))
+        for k, state, _since in self.rs.open_intervals():
+            ends.append((PRIO_END, vcpu_uuid(k), int(states[state]), 0))
+        for cpu, k in self.rs.open_pcpus():
+            name = self.intern.iid(ID_EVENT_NAMES, key_label(k))
+            ends.append((PRIO_PCPU_END, pcpu_uuid(cpu), name, 0))
+        for prio, u, name, t0 in ends:
             evs.add(
-                np.array([t]), PRIO_END, K.TYPE_SLICE_END, np.array([vcpu_uuid(k)], np.uint64), 0, 0
+                np.array([max(t, t0)]), prio, K.TYPE_SLICE_END, np.array([u], np.uint64), name, 0
             )
-        for cpu, _k in self.rs.open_pcpus():
-            evs.add(
-                np.array([t]),
-                PRIO_PCPU_END,
-                K.TYPE_SLICE_END,
-                np.array([pcpu_uuid(cpu)], np.uint64),
-                0,
-                0,
-            )
+        self._write(self.intern.packet())
         self._write(evs.encode())
         self.out.flush()

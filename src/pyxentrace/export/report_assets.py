@@ -42,6 +42,8 @@ td.mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospac
        vertical-align: middle; margin-left: 6px; }
 .warn { color: #8a4b00; } .empty { color: var(--muted); font-style: italic; }
 .tablewrap { max-height: 520px; overflow: auto; display: inline-block; max-width: 100%; }
+.banner { margin: 0; padding: 10px 28px; background: #fdecea; color: #611a15;
+          border-bottom: 2px solid #e57373; font-size: 14px; }
 """
 
 JS = r"""
@@ -58,6 +60,7 @@ JS = r"""
                  "#827717", "#4e342e", "#283593", "#558b2f", "#5d4037", "#00695c", "#9e9d24",
                  "#37474f"];
   var STATE_COLORS = D.state_colors;
+  var LOST_MARK = "#000000";  // lost-record marks: a colour no data series uses
 
   function el(tag, attrs, parent, text) {
     var e = document.createElementNS(NS, tag);
@@ -96,6 +99,26 @@ JS = r"""
       el("text", {x: x, y: y + 15, "text-anchor": "middle", fill: "#5f6b73"}, s, fmtS(t));
     }
   }
+  // a state's fill: "#rrggbb", or "hatch:STRIPE:BACKGROUND" (an SVG pattern / CSS gradient)
+  function hatch(spec) { var p = spec.split(":"); return p[0] === "hatch" ? p : null; }
+  function svgFill(s, spec) {
+    var h = hatch(spec);
+    if (!h) { return spec; }
+    var id = "xt-hatch-" + h[1].slice(1) + "-" + h[2].slice(1);
+    if (!s.querySelector("#" + id)) {
+      var defs = s.querySelector("defs") || el("defs", {}, s);
+      var pat = el("pattern", {id: id, width: 5, height: 5, patternUnits: "userSpaceOnUse",
+                               patternTransform: "rotate(45)"}, defs);
+      el("rect", {width: 5, height: 5, fill: h[2]}, pat);
+      el("rect", {width: 2, height: 5, fill: h[1]}, pat);
+    }
+    return "url(#" + id + ")";
+  }
+  function cssFill(spec) {
+    var h = hatch(spec);
+    return h ? "repeating-linear-gradient(45deg, " + h[1] + " 0 2px, " + h[2] + " 2px 5px)"
+             : spec;
+  }
   function legend(id, items) {
     var host = document.getElementById(id);
     var box = document.createElement("div");
@@ -104,34 +127,30 @@ JS = r"""
       var span = document.createElement("span");
       var sw = document.createElement("span");
       sw.className = "sw";
-      sw.style.background = it[1];
+      sw.style.background = cssFill(it[1]);
+      if (it[2]) { sw.style.border = "1px solid #9aa5ab"; }
       span.appendChild(sw);
       span.appendChild(document.createTextNode(it[0]));
       box.appendChild(span);
     });
     host.appendChild(box);
   }
-  function empty(id, text) {
-    var p = document.createElement("p");
-    p.className = "empty";
-    p.textContent = text;
-    document.getElementById(id).appendChild(p);
-  }
-
   // ---- runstate timeline ------------------------------------------------------------------
   function drawTimeline() {
     var T = D.timeline, id = "chart-timeline";
-    if (!T || !T.vcpus.length) { empty(id, "No runstate records in this trace."); return; }
+    if (!document.getElementById(id)) { return; }
     var W = 1000, L = 120, R = 10, RH = 16, GAP = 4, top = 26;
     var H = top + T.vcpus.length * (RH + GAP) + 24;
     var s = svgIn(id, W, H);
-    var nb = T.bins, bw = (W - L - R) / nb, t0 = T.t0, t1 = T.t1;
+    var nb = T.bins, bw = (W - L - R) / nb, t0 = T.t0, t1 = T.t1, used = {};
     // lost-record markers across the top
-    el("text", {x: L - 6, y: 14, "text-anchor": "end", fill: "#c62828"}, s, "lost records");
+    if ((D.lost || []).length) {
+      el("text", {x: L - 6, y: 14, "text-anchor": "end", fill: LOST_MARK}, s, "lost records");
+    }
     (D.lost || []).forEach(function (m) {
       var x = L + (m.t - t0) / (t1 - t0 || 1) * (W - L - R);
       tip(el("path", {d: "M" + (x - 4) + ",6 L" + (x + 4) + ",6 L" + x + ",16 Z",
-                       fill: "#c62828", "class": "lost-marker"}, s),
+                       fill: LOST_MARK, "class": "lost-marker"}, s),
           "pCPU " + m.cpu + ": " + fmtInt(m.count) + " records lost at " + fmtS(m.t));
     });
     T.vcpus.forEach(function (v, r) {
@@ -142,20 +161,23 @@ JS = r"""
       v.segs.forEach(function (sg) {
         // [first bin, end bin, state index, y offset, height] as fractions of the row
         var st = T.states[sg[2]];
+        used[st] = true;
         tip(el("rect", {x: L + sg[0] * bw, y: y + RH * sg[3], width: (sg[1] - sg[0]) * bw,
-                        height: RH * sg[4], fill: STATE_COLORS[st], "class": "rs rs-" + st}, g),
+                        height: RH * sg[4], fill: svgFill(s, STATE_COLORS[st]),
+                        "class": "rs rs-" + st}, g),
             v.label + " " + st + " " + (sg[4] * 100).toFixed(0) + "% of " +
             fmtS(t0 + sg[0] * T.bin_s) + "\u2013" + fmtS(t0 + sg[1] * T.bin_s));
       });
     });
     timeAxis(s, L, W - R, H - 20, t0, t1);
-    legend(id, T.states.map(function (st) { return [st, STATE_COLORS[st]]; }));
+    legend(id, T.states.filter(function (st) { return used[st]; }).map(function (st) {
+      return [st, STATE_COLORS[st], st === "unknown"]; }));
   }
 
   // ---- hypercall mix per vCPU -----------------------------------------------------------------
   function drawHypercalls() {
     var Hc = D.hypercalls, id = "chart-hypercalls";
-    if (!Hc || !Hc.vcpus.length) { empty(id, "No hypercall records in this trace."); return; }
+    if (!document.getElementById(id)) { return; }
     var W = 1000, L = 120, R = 90, RH = 18, GAP = 6;
     var H = Hc.vcpus.length * (RH + GAP) + 8;
     var s = svgIn(id, W, H);
@@ -182,7 +204,7 @@ JS = r"""
   // ---- PV event rates over time ----------------------------------------------------------------
   function drawRates() {
     var Rt = D.rates, id = "chart-rates";
-    if (!Rt || !Rt.series.length) { empty(id, "No PV records in this trace."); return; }
+    if (!document.getElementById(id)) { return; }
     var W = 1000, H = 300, L = 70, R = 10, T0 = 10, B = 30;
     var s = svgIn(id, W, H);
     var nb = Rt.bins, max = 0;
@@ -196,11 +218,13 @@ JS = r"""
       el("text", {x: L - 6, y: yy + 4, "text-anchor": "end", fill: "#5f6b73"}, s,
          fmtInt(yv) + "/s");
     }
-    (D.lost || []).forEach(function (m) {
-      var x = L + (m.t - Rt.t0) / (Rt.t1 - Rt.t0 || 1) * (W - L - R);
-      tip(el("line", {x1: x, x2: x, y1: T0, y2: H - B, stroke: "#c62828",
-                      "stroke-dasharray": "3,3", "class": "lost-line"}, s),
-          "pCPU " + m.cpu + ": " + fmtInt(m.count) + " records lost");
+    // bins with lost records: light grey bands behind the lines
+    var bw = (W - L - R) / nb;
+    (D.lost_bins || []).forEach(function (lb) {
+      tip(el("rect", {x: L + lb[0] * bw, y: T0, width: Math.max(bw, 1), height: H - B - T0,
+                      fill: LOST_MARK, "fill-opacity": 0.1, "class": "lost-bin"}, s),
+          fmtInt(lb[1]) + " records lost (" + fmtInt(lb[2]) + " lost-records markers) at " +
+          fmtS(Rt.t0 + lb[0] * Rt.bin_s));
     });
     Rt.series.forEach(function (se, k) {
       var pts = [];
@@ -215,13 +239,15 @@ JS = r"""
           se.name + ": " + fmtInt(se.total) + " records");
     });
     timeAxis(s, L, W - R, H - B, Rt.t0, Rt.t1);
-    legend(id, Rt.series.map(function (se, k) {
-      return [se.name + " (" + fmtInt(se.total) + ")", PALETTE[k % PALETTE.length]]; }));
+    var items = Rt.series.map(function (se, k) {
+      return [se.name + " (" + fmtInt(se.total) + ")", PALETTE[k % PALETTE.length]]; });
+    if ((D.lost_bins || []).length) { items.push(["lost records", "#e6e6e6", true]); }
+    legend(id, items);
   }
 
   // ---- horizontal bars (page-fault error codes) ------------------------------------------------
-  function drawBars(id, rows, what) {
-    if (!rows || !rows.length) { empty(id, "No " + what + " in this trace."); return; }
+  function drawBars(id, rows) {
+    if (!document.getElementById(id) || !rows || !rows.length) { return; }
     var W = 1000, L = 230, R = 110, RH = 16, GAP = 5;
     var H = rows.length * (RH + GAP) + 6, max = 0;
     rows.forEach(function (r) { if (r.count > max) { max = r.count; } });
@@ -239,6 +265,17 @@ JS = r"""
   }
 
   // ---- sortable tables ----------------------------------------------------------------
+  var HEX = /^0x[0-9a-f]+$/i;
+  function compare(x, y) {
+    if (HEX.test(x) && HEX.test(y)) {  // 64-bit addresses: exact, by digits (no float)
+      var a = x.slice(2).toLowerCase().replace(/^0+/, ""), b = y.slice(2).toLowerCase()
+        .replace(/^0+/, "");
+      return a.length !== b.length ? a.length - b.length : (a < b ? -1 : a > b ? 1 : 0);
+    }
+    var nx = Number(x), ny = Number(y);
+    if (x !== "" && y !== "" && !isNaN(nx) && !isNaN(ny)) { return nx - ny; }
+    return String(x).localeCompare(String(y));
+  }
   function sortable() {
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (t) {
       var heads = t.tHead ? t.tHead.rows[0].cells : [];
@@ -252,9 +289,7 @@ JS = r"""
           rows.sort(function (a, b) {
             var x = a.cells[col].getAttribute("data-v") || a.cells[col].textContent;
             var y = b.cells[col].getAttribute("data-v") || b.cells[col].textContent;
-            var nx = parseFloat(x), ny = parseFloat(y), r;
-            r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-            return asc ? r : -r;
+            return asc ? compare(x, y) : -compare(x, y);
           });
           rows.forEach(function (r) { t.tBodies[0].appendChild(r); });
         });
@@ -265,7 +300,7 @@ JS = r"""
   drawTimeline();
   drawHypercalls();
   drawRates();
-  drawBars("chart-pfec", D.pfec, "page faults");
+  drawBars("chart-pfec", D.pfec);
   sortable();
   body.setAttribute("data-rendered", "1");
 })();

@@ -1,17 +1,29 @@
-"""Time-binned data for the HTML report, gathered in one streaming pass: time in each runstate
-per vCPU and bin, PV event counts per kind and bin, and lost-record markers.
+"""Time-binned data for the HTML report: time in each runstate per vCPU and bin, PV event
+counts per kind and bin, and lost-record markers.
 
-Memory is bounded by (vCPUs x states x bins), whatever the trace length.
+The runstate time is the summary's own: :func:`add_summary_runstates` places in time every interval
+that analysis's runstate engine (xenalyze's rules) added to the summary table, so the chart and
+the table agree - lost records put vCPUs in the ``lost`` state, and time the table does not
+account for (before a vCPU's first known state, the interval still open at the end) is
+``unknown``. PV rates and lost markers come from one streaming pass over the records.
+
+Memory is bounded by (vCPUs x states x bins), whatever the trace length (beyond the engine's
+interval log, which the summary keeps anyway).
 """
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
-from ..analysis.keys import key_label
+from ..analysis import engine as E
+from ..analysis.keys import DOMAIN_SHIFT, key_label
 from ..format import events as ev
-from .runstates import STATE_NAMES, RunstateTracker, runstate_rows
 from .source import Rows
+
+#: The runstates of the summary table (xenalyze's names), then time no interval accounts for.
+STATE_NAMES = (*E.RUNSTATE_NAMES, "unknown")
+UNKNOWN = len(STATE_NAMES) - 1
 
 #: PV kinds of the rate chart, by PV minor (0x00201nnn / 0x0020f0nn, bits 0-7).
 RATE_KINDS = (
@@ -42,26 +54,27 @@ _PV_MAIN = ev.TRC_PV >> ev.TRC_CLS_SHIFT
 
 
 class TimelineCollector:
-    """Accumulate one trace's :class:`Rows` into ``bins`` equal bins over ``[0, span_ns]``."""
+    """Accumulate one trace into ``bins`` equal bins over ``[0, span_ns]``: PV rates and lost
+    markers from :meth:`add` (every batch), runstate time from :func:`add_summary_runstates`."""
 
     def __init__(self, span_ns: int, bins: int = 600, hz: float = 2.4e9):
         self.bins = max(1, int(bins))
         self.span_ns = max(1, int(span_ns))
         self.bin_ns = self.span_ns / self.bins
         self.hz = hz
-        self.rs = RunstateTracker()
         self._row: dict[int, int] = {}
         self._time = np.zeros((0, len(STATE_NAMES), self.bins), np.float64)
         self.rates = np.zeros((len(RATE_KINDS), self.bins), np.int64)
+        self.lost_bins = np.zeros(self.bins, np.int64)  # records dropped, by marker bin
+        self.lost_markers = np.zeros(self.bins, np.int64)  # LOST_RECORDS records per bin
         self.lost: list[dict] = []
         self.lost_total = 0
         self.untracked = 0
         self.last_ns = 0
-        self._origin_ns = 0
 
     # ---- input ----------------------------------------------------------------------
-    def add(self, rows: Rows, ns_of_tsc) -> None:
-        """Add a batch; ``ns_of_tsc`` converts TSC arrays to ns (the source's clock)."""
+    def add(self, rows: Rows) -> None:
+        """Add a batch of records (PV rates, lost-record markers)."""
         b = rows.b
         if len(b) == 0:
             return
@@ -73,33 +86,17 @@ class TimelineCollector:
             bi = self._bin(t[pv])
             np.add.at(self.rates, (kind, bi), 1)
         lost = np.nonzero((b.event == ev.TRC_LOST_RECORDS) & (b.nwords >= 1))[0]
-        for i in lost.tolist():
-            self.lost_total += int(b.words[i, 0])
-            if len(self.lost) < MAX_LOST_MARKERS:
+        if lost.size:
+            counts = b.words[lost, 0].astype(np.int64)
+            self.lost_total += int(counts.sum())
+            bi = self._bin(t[lost])
+            np.add.at(self.lost_bins, bi, counts)
+            np.add.at(self.lost_markers, bi, 1)
+            room = MAX_LOST_MARKERS - len(self.lost)
+            for i in lost[: max(0, room)].tolist():
                 self.lost.append(
                     {"t": int(t[i]) / 1e9, "cpu": int(b.cpu[i]), "count": int(b.words[i, 0])}
                 )
-        ri = np.nonzero(runstate_rows(b.event, b.nwords))[0]
-        if ri.size:
-            tr = self.rs.feed(b.event[ri], b.words[ri, 0], b.tsc[ri], b.cpu[ri])
-            ended = tr.prev_state >= 0
-            if ended.any():
-                self._intervals(
-                    tr.key[ended],
-                    tr.prev_state[ended],
-                    ns_of_tsc(tr.prev_since[ended]),
-                    t[ri][ended],
-                )
-
-    def finish(self, ns_of_tsc) -> None:
-        """Close the intervals still open at the last record."""
-        open_ = self.rs.open_intervals()
-        if not open_:
-            return
-        keys = np.array([k for k, _s, _t in open_], np.int64)
-        states = np.array([s for _k, s, _t in open_], np.int8)
-        since = ns_of_tsc(np.array([t for _k, _s, t in open_], np.int64))
-        self._intervals(keys, states, since, np.full(keys.shape[0], self.last_ns, np.int64))
 
     # ---- binning ----------------------------------------------------------------------
     def _bin(self, t_ns: np.ndarray) -> np.ndarray:
@@ -124,46 +121,18 @@ class TimelineCollector:
             )
         return out
 
-    def _intervals(self, keys, states, t0, t1) -> None:
-        """Add time in ``states`` over ``[t0, t1)`` (ns) to each vCPU's bins."""
-        t0 = np.clip(np.asarray(t0, np.float64), 0, self.span_ns)
-        t1 = np.clip(np.asarray(t1, np.float64), 0, self.span_ns)
-        ok = t1 > t0
-        if not ok.any():
-            return
-        rows = self._rows_of(keys[ok])
-        st = states[ok].astype(np.int64)
-        t0, t1 = t0[ok], t1[ok]
-        tracked = rows >= 0
-        rows, st, t0, t1 = rows[tracked], st[tracked], t0[tracked], t1[tracked]
-        w = self.bin_ns
-        b0 = np.minimum((t0 // w).astype(np.int64), self.bins - 1)
-        b1 = np.minimum((t1 // w).astype(np.int64), self.bins - 1)
-        flat = self._time.reshape(-1)
-        base = (rows * len(STATE_NAMES) + st) * self.bins
-        same = b0 == b1
-        np.add.at(flat, base[same] + b0[same], t1[same] - t0[same])
-        d = ~same
-        if d.any():
-            np.add.at(flat, base[d] + b0[d], (b0[d] + 1) * w - t0[d])
-            np.add.at(flat, base[d] + b1[d], t1[d] - b1[d] * w)
-            # full bins in between: a difference array per (vCPU, state) row
-            nr = self._time.shape[0] * len(STATE_NAMES)
-            diff = np.zeros((nr, self.bins + 1))
-            line = base[d] // self.bins
-            np.add.at(diff, (line, b0[d] + 1), w)
-            np.add.at(diff, (line, b1[d]), -w)
-            flat += np.cumsum(diff, axis=1)[:, : self.bins].reshape(-1)
-
     # ---- output ----------------------------------------------------------------------
     def timeline(self) -> dict:
-        """Per vCPU: merged stacked segments ``[bin0, bin1, state, y0, height]`` (fractions)."""
+        """Per vCPU: merged stacked segments ``[bin0, bin1, state, y0, height]`` (fractions of
+        the bin in hundredths, rounded so that each state's total over the row stays within
+        half a hundredth of a bin of the exact one; what no interval covers is ``unknown``)."""
         order = sorted(self._row, key=_order)
         shown = order[:MAX_TIMELINE_VCPUS]
         out = []
         for k in shown:
             frac = np.clip(self._time[self._row[k]] / self.bin_ns, 0.0, 1.0)
-            frac = np.round(frac, 2)
+            frac[UNKNOWN] = np.clip(1.0 - frac[:UNKNOWN].sum(axis=0), 0.0, 1.0)
+            frac = _round_along(frac)
             segs = []
             prev, start = None, 0
             for i in range(self.bins + 1):
@@ -187,6 +156,11 @@ class TimelineCollector:
             "omitted": max(0, len(order) - len(shown)),
         }
 
+    def lost_series(self) -> list[list[int]]:
+        """``[bin, records dropped, LOST_RECORDS records]`` of every bin with lost records."""
+        nz = np.nonzero(self.lost_markers)[0]
+        return [[int(i), int(self.lost_bins[i]), int(self.lost_markers[i])] for i in nz]
+
     def rate_series(self) -> dict:
         series = [
             {"name": name, "values": self.rates[k].tolist(), "total": int(self.rates[k].sum())}
@@ -202,13 +176,99 @@ class TimelineCollector:
         }
 
     def state_seconds(self) -> dict[str, dict[str, float]]:
-        """Seconds in each state per vCPU label (what the timeline shows), for cross-checks."""
+        """Seconds in each state per vCPU label (before rounding to the chart's fractions)."""
         return {
             key_label(k): {
-                s: float(self._time[r, i].sum() / 1e9) for i, s in enumerate(STATE_NAMES)
+                s: float(self._time[r, i].sum() / 1e9) for i, s in enumerate(STATE_NAMES[:UNKNOWN])
             }
             for k, r in self._row.items()
         }
+
+
+@nb.njit(cache=True)
+def _bin_engine_log(
+    sid, cycles, n, stride, nstates, dbase, row_of, end_tsc, origin, ns_per_tsc, span, width, time
+):
+    """Walk the engine's interval log backwards, placing each vCPU-state interval just before
+    the one of the same vCPU that follows it, and add its time to ``time[row, state, bin]``."""
+    end = end_tsc.copy()
+    nb_ = time.shape[2]
+    for i in range(n - 1, -1, -1):
+        s = sid[i]
+        if s >= dbase:
+            continue  # a domain or cpu-affinity sample
+        st = s % stride
+        if st >= nstates:
+            continue  # a runnable sub-state or affinity sample
+        v = s // stride
+        t1 = end[v]
+        t0 = t1 - cycles[i]
+        end[v] = t0
+        r = row_of[v]
+        if r < 0:
+            continue
+        a = min(max((t0 - origin) * ns_per_tsc, 0.0), span)
+        b = min(max((t1 - origin) * ns_per_tsc, 0.0), span)
+        if b <= a:
+            continue
+        b0 = min(int(a // width), nb_ - 1)
+        b1 = min(int(b // width), nb_ - 1)
+        if b0 == b1:
+            time[r, st, b0] += b - a
+        else:
+            time[r, st, b0] += (b0 + 1) * width - a
+            for k in range(b0 + 1, b1):
+                time[r, st, k] += width
+            time[r, st, b1] += b - b1 * width
+
+
+def add_summary_runstates(tl: TimelineCollector, summary, origin_tsc: int) -> None:
+    """Add to ``tl`` every runstate interval the summary's engine counted, placed in time.
+
+    The engine logs each interval as (vCPU and state, cycles) in the order it closes them; a
+    vCPU's intervals follow one another (each state begins where the previous one ended), and
+    the last one ends where the vCPU's current state began. So each vCPU's log, read from its
+    end, places every interval exactly - and the chart adds up to the summary table. Only a
+    scheduling inconsistency (counted in the summary's ``strange_conditions`` /
+    ``fatal_conditions``) leaves a gap the log cannot show: intervals before it are then drawn
+    shifted by that gap (the totals stay exact). The default domain's vCPUs (not in the table)
+    are left out.
+    """
+    eng = summary.engine.eng
+    n = int(eng.meta[E.M_NSAMP])
+    nv = int(eng.meta[E.M_NVCPU])
+    if n == 0 or nv == 0:
+        return
+    vc = eng.vc[:nv]
+    dom = vc[:, E.V_DOM]
+    real = dom != E.DEFAULT_DOMAIN_INDEX
+    keys = (eng.dm[dom, E.D_DID].astype(np.int64) << DOMAIN_SHIFT) | vc[:, E.V_VID]
+    row_of = np.full(nv, -1, np.int64)
+    if real.any():
+        row_of[real] = tl._rows_of(keys[real])
+    _bin_engine_log(
+        eng.ss,
+        eng.sv,
+        n,
+        E.VS_STRIDE,
+        E.RS_MAX,
+        eng.dbase,
+        row_of,
+        np.ascontiguousarray(vc[:, E.V_RS_TSC], np.int64),
+        np.int64(origin_tsc),
+        1e9 / tl.hz,
+        float(tl.span_ns),
+        float(tl.bin_ns),
+        tl._time,
+    )
+
+
+def _round_along(frac: np.ndarray) -> np.ndarray:
+    """Hundredths of each row (state) of ``frac`` [states, bins], rounded through the row's
+    running sum: small shares spread over many bins add up instead of rounding to zero."""
+    cum = np.round(np.cumsum(frac, axis=1) * 100)
+    steps = np.diff(cum, axis=1, prepend=0.0)
+    return np.clip(steps, 0, 100) / 100
 
 
 def _order(key: int) -> tuple[int, int, int]:

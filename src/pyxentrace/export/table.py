@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import XentraceError
-from .formats import FORMATS, SUFFIX
+from .columns import HEX_COLUMNS, DictionaryUnifier, text_batch, text_schema
+from .formats import FORMATS, SUFFIX, compression_for
 
 #: Rows per Parquet row group (and per flush of a partition buffer).
 ROW_GROUP_ROWS = 1 << 18
@@ -31,13 +32,25 @@ PARTITION_BUFFER_ROWS = 1 << 18
 
 
 class BatchWriter:
-    """Write record batches of one schema to one file (or binary stream) in ``fmt``."""
+    """Write record batches of one schema to one file (or binary stream) in ``fmt``.
 
-    def __init__(self, sink: str | BinaryIO, schema: pa.Schema, fmt: str, compression: str):
+    CSV and JSON Lines write :func:`~pyxentrace.export.columns.text_batch` of each batch (64-bit
+    addresses as hex strings); Parquet keeps each batch's dictionaries, Arrow IPC merges them
+    into one per column (:class:`~pyxentrace.export.columns.DictionaryUnifier`).
+    """
+
+    def __init__(
+        self, sink: str | BinaryIO, schema: pa.Schema, fmt: str, compression: str | None = None
+    ):
         if fmt not in FORMATS:
             raise XentraceError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        try:  # before the output is created
+            compression = compression_for(fmt, compression)
+        except ValueError as e:
+            raise XentraceError(str(e)) from None
         self.fmt = fmt
-        self.schema = schema
+        self.text = fmt in ("csv", "jsonl")
+        self.schema = text_schema(schema) if self.text else schema
         self.rows = 0
         self._own = isinstance(sink, str)
         try:
@@ -45,35 +58,40 @@ class BatchWriter:
         except OSError as e:
             raise XentraceError(f"cannot write: {e.strerror}", path=str(sink)) from None
         self._w = None
+        comp = None if compression == "none" else compression
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            comp = None if compression == "none" else compression
             # dictionary pages for the string columns only: faster and smaller for the rest
-            strings = [f.name for f in schema if pa.types.is_string(f.type)]
+            strings = [f.name for f in schema if pa.types.is_dictionary(f.type)]
+            strings += [f.name for f in schema if pa.types.is_string(f.type)]
             self._w = pq.ParquetWriter(self._f, schema, compression=comp, use_dictionary=strings)
         elif fmt == "arrow":
-            opts = pa.ipc.IpcWriteOptions(
-                compression=None if compression == "none" else _ipc_codec(compression)
-            )
+            # one dictionary per column, grown from batch to batch: new entries go as deltas
+            self._unify = DictionaryUnifier()
+            opts = pa.ipc.IpcWriteOptions(compression=comp, emit_dictionary_deltas=True)
             # a file on disk: IPC file format (random access); a stream (stdout): IPC stream
             new = pa.ipc.new_file if self._own else pa.ipc.new_stream
             self._w = new(self._f, schema, options=opts)
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 
-            self._w = pcsv.CSVWriter(self._f, schema)
+            self._w = pcsv.CSVWriter(self._f, self.schema)
         else:
-            self._json = JsonLinesEncoder(schema)
+            self._json = JsonLinesEncoder(self.schema)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
         self.rows += batch.num_rows
+        if self.text:
+            batch = text_batch(batch)
         if self.fmt == "parquet":
             self._w.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
         elif self.fmt == "jsonl":
             self._f.write(self._json.encode(batch))
+        elif self.fmt == "arrow":
+            self._w.write_batch(self._unify(batch))
         else:
             self._w.write_batch(batch)
 
@@ -87,12 +105,6 @@ class BatchWriter:
             self._f.flush()
 
 
-def _ipc_codec(compression: str) -> str:
-    if compression not in ("zstd", "lz4"):
-        raise XentraceError(f"Arrow IPC compresses with zstd or lz4, not {compression!r}")
-    return compression
-
-
 class JsonLinesEncoder:
     """Vectorised JSON Lines: one object per row; null fields are left out of the object."""
 
@@ -102,16 +114,22 @@ class JsonLinesEncoder:
 
     def encode(self, batch: pa.RecordBatch) -> bytes:
         parts = []
+        n = batch.num_rows
         for key, field, col in zip(self._keys, self.schema, batch.columns, strict=True):
+            if col.null_count == n:
+                continue  # left out of every object
             t = field.type
             if pa.types.is_dictionary(t):
-                col = col.cast(t.value_type)
-                t = t.value_type
+                # escape, quote and prefix the (few) dictionary values once, then one take
+                parts.append(pc.take(_json_strings(col.dictionary, key), col.indices))
+                continue
+            if field.name in HEX_COLUMNS:  # "0x…": nothing to escape
+                parts.append(pc.binary_join_element_wise(key, '"', col, '"', ""))
+                continue
             if pa.types.is_string(t) or pa.types.is_large_string(t):
-                s = pc.replace_substring(col, "\\", "\\\\")
-                s = pc.replace_substring(s, '"', '\\"')
-                s = pc.binary_join_element_wise('"', s, '"', "")
-            elif pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+                parts.append(_json_strings(col, key))
+                continue
+            if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
                 s = pc.cast(col, pa.string())
             else:
                 raise XentraceError(f"JSON Lines export cannot write column type {t}")
@@ -119,6 +137,13 @@ class JsonLinesEncoder:
         line = pc.binary_join_element_wise(*parts, ",", null_handling="skip")
         line = pc.binary_join_element_wise("{", line, "}\n", "")
         return _string_bytes(line)
+
+
+def _json_strings(col: pa.Array, key: pa.Scalar) -> pa.Array:
+    """``"name":"value"`` of each string (JSON-escaped); null stays null."""
+    s = pc.replace_substring(col, "\\", "\\\\")
+    s = pc.replace_substring(s, '"', '\\"')
+    return pc.binary_join_element_wise(key, '"', s, '"', "")
 
 
 def _string_bytes(arr: pa.Array) -> bytes:
@@ -142,7 +167,7 @@ def write_file(
     schema: pa.Schema,
     fmt: str,
     out: str | BinaryIO,
-    compression: str = "zstd",
+    compression: str | None = None,
 ) -> int:
     """Write every batch to ``out`` (a path, or a binary stream such as stdout); return rows."""
     w = BatchWriter(out, schema, fmt, compression)
@@ -200,7 +225,7 @@ def write_partitioned(
     root: str,
     host: str,
     key: str = "cpu",
-    compression: str = "zstd",
+    compression: str | None = None,
 ) -> dict[int, int]:
     """Write ``root/host=HOST/cpu=N/part-K.<fmt>`` files; return rows per partition value.
 
@@ -208,6 +233,10 @@ def write_partitioned(
     from the paths. An existing ``host=HOST`` directory is replaced, other hosts are kept, so
     exporting many hosts' traces into one root builds a fleet dataset.
     """
+    try:  # before anything is removed or created
+        compression = compression_for(fmt, compression)
+    except ValueError as e:
+        raise XentraceError(str(e)) from None
     host = safe_host(host)
     hdir = os.path.join(root, f"host={host}")
     try:
