@@ -48,10 +48,6 @@ class TraceInfo:
             return 0.0
         return max(0, r.last_tsc - r.first_tsc) / self.clock.hz
 
-    @property
-    def damaged(self) -> bool:
-        return any(a.code in STRUCTURAL for a in self.report.anomalies)
-
     def to_dict(self) -> dict:
         r = self.report
         return {
